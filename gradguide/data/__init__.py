@@ -1,0 +1,1 @@
+"""gradguide.data"""

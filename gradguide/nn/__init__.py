@@ -1,0 +1,1 @@
+"""Building blocks: RRDB, upsamplers, gradient branch, fusion."""
