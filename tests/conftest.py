@@ -20,5 +20,7 @@ def fresh_plugin_manager():
 @pytest.fixture
 def shared_dir():
     if not os.path.isdir(SHARED):
+        if os.environ.get("CI"):
+            pytest.fail(f"shared data not found at {SHARED}: CI must have ../shared beside the clone")
         pytest.skip(f"shared data not found at {SHARED}")
     return SHARED
