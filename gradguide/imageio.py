@@ -1,0 +1,323 @@
+"""Safe image reading and writing: greyscale, RGBA, 16-bit PNG, corrupt files, bombs.
+
+Decoding is done by Pillow (it reads every common format, verifies PNG CRCs, reports
+truncation, and has a decompression-bomb guard) except for 16-bit PNGs with colour:
+Pillow silently truncates 48/64-bit RGB(A) PNGs to 8 bits per channel, so those (and,
+for one code path, every 16-bit PNG) are decoded and encoded with ``imagecodecs``
+(libpng bindings maintained by the tifffile author). See ``docs/inference.md``.
+
+Every failure becomes :class:`gradguide.errors.ImageReadError` with a one-line message
+that names the file and the reason, so a batch can log it and go on.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import struct
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import ImageReadError
+
+__all__ = [
+    "ImageData",
+    "read_image",
+    "write_image",
+    "list_images",
+    "IMAGE_EXTENSIONS",
+    "DEFAULT_MAX_PIXELS",
+    "to_uint8",
+]
+
+#: file name extensions ``list_images`` keeps (lower case)
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".tga")
+
+#: images with more pixels than this are refused (width * height); 8192 x 8192 by default.
+#: Override per call with ``read_image(..., max_pixels=N)`` or with the environment
+#: variable ``GRADGUIDE_MAX_PIXELS``.
+DEFAULT_MAX_PIXELS: int = int(os.environ.get("GRADGUIDE_MAX_PIXELS", 8192 * 8192))
+
+PathLike = Union[str, os.PathLike]
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass
+class ImageData:
+    """A decoded image.
+
+    Attributes:
+        rgb: ``(3, H, W)`` float32 in ``[0, 1]``; greyscale is replicated to 3 channels.
+        alpha: ``(1, H, W)`` float32 in ``[0, 1]`` or ``None``.
+        is_grey: the file had one colour channel (L, LA, I;16, 1-bit, ...).
+        bit_depth: 8 or 16 (bits per channel of the file).
+        path: where it was read from.
+    """
+
+    rgb: Tensor
+    alpha: Optional[Tensor]
+    is_grey: bool
+    bit_depth: int
+    path: Path
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(H, W)``"""
+        return int(self.rgb.shape[-2]), int(self.rgb.shape[-1])
+
+
+def _png_header(path: Path) -> Optional[tuple[int, int, int, int]]:
+    """``(width, height, bit_depth, colour_type)`` from a PNG's IHDR, or None if not PNG."""
+    with open(path, "rb") as fh:
+        head = fh.read(33)
+    if not head.startswith(_PNG_SIG):
+        return None
+    if len(head) < 33 or head[12:16] != b"IHDR":
+        raise ImageReadError(f"{path}: corrupt PNG (missing IHDR header)")
+    w, h, depth, ctype = struct.unpack(">IIBB", head[16:26])
+    return w, h, depth, ctype
+
+
+def _check_pixels(path: Path, w: int, h: int, max_pixels: int) -> None:
+    if w * h > max_pixels:
+        raise ImageReadError(
+            f"{path}: refused, {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
+            f"(possible decompression bomb; raise max_pixels / GRADGUIDE_MAX_PIXELS to allow it)"
+        )
+
+
+def _from_array(arr: np.ndarray, path: Path, bit_depth: int) -> ImageData:
+    """Build ImageData from an HxW, HxWx1..4 integer/float array."""
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+        raise ImageReadError(f"{path}: unsupported image layout {arr.shape}")
+    if arr.dtype == np.uint8:
+        t = torch.from_numpy(np.array(arr, dtype=np.float32)).div_(255.0)
+    elif arr.dtype == np.uint16:
+        t = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float32)).div_(65535.0)
+    elif np.issubdtype(arr.dtype, np.floating):
+        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).clamp_(0, 1)
+    else:
+        info = np.iinfo(arr.dtype)
+        t = torch.from_numpy(arr.astype(np.float32)).clamp_(0, info.max).div_(float(info.max))
+    t = t.permute(2, 0, 1).contiguous()
+    c = t.shape[0]
+    is_grey = c in (1, 2)
+    colour = t[:1].expand(3, -1, -1).contiguous() if is_grey else t[:3]
+    alpha = t[c - 1 : c].clone() if c in (2, 4) else None
+    return ImageData(rgb=colour.contiguous(), alpha=alpha, is_grey=is_grey, bit_depth=bit_depth, path=path)
+
+
+def _read_png16(path: Path) -> ImageData:
+    import imagecodecs
+
+    try:
+        arr = imagecodecs.png_decode(path.read_bytes())
+    except Exception as exc:  # imagecodecs raises its own PngError
+        raise ImageReadError(f"{path}: corrupt or truncated 16-bit PNG ({_reason(exc)})") from None
+    return _from_array(arr, path, 16)
+
+
+def _reason(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {msg[0]}" if msg else type(exc).__name__
+
+
+def read_image(path: PathLike, *, max_pixels: Optional[int] = None) -> ImageData:
+    """Read an image file into an :class:`ImageData`.
+
+    Args:
+        path: file to read (any format Pillow reads; 16-bit PNG keeps 16 bits).
+        max_pixels: refuse images with more than this many pixels (width * height)
+            before decoding them; default :data:`DEFAULT_MAX_PIXELS`.
+
+    Raises:
+        ImageReadError: missing, unreadable, non-image, corrupt or truncated file, or an
+            image over the pixel limit. The message is one line naming the file.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
+    if not p.exists():
+        raise ImageReadError(f"{p}: no such file")
+    if not p.is_file():
+        raise ImageReadError(f"{p}: not a regular file")
+    try:
+        png = _png_header(p)
+    except OSError as exc:
+        raise ImageReadError(f"{p}: cannot read ({_reason(exc)})") from None
+    if png is not None:
+        w, h, depth, ctype = png
+        _check_pixels(p, w, h, limit)
+        if depth == 16:
+            return _read_png16(p)
+    try:
+        with warnings.catch_warnings():
+            # we apply our own (configurable) limit; Pillow's own guard still raises
+            # DecompressionBombError above twice its limit, caught below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                _check_pixels(p, im.width, im.height, limit)
+                im.load()
+                arr = _pil_to_array(im, p)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{p}: not an image file (format not recognised)") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{p}: refused as a possible decompression bomb ({_reason(exc)})") from None
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
+        raise ImageReadError(f"{p}: corrupt or truncated image ({_reason(exc)})") from None
+    depth = 16 if arr.dtype == np.uint16 else 8
+    return _from_array(arr, p, depth)
+
+
+def _pil_to_array(im, path: Path) -> np.ndarray:
+    mode = im.mode
+    if mode in ("RGB", "RGBA", "L", "LA"):
+        return np.asarray(im)
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(im).astype(np.uint16)
+    if mode == "I":  # 32-bit int greyscale (e.g. 16-bit PNG via some paths, TIFF)
+        a = np.asarray(im)
+        return np.clip(a, 0, 65535).astype(np.uint16) if a.max(initial=0) > 255 else a.astype(np.uint8)
+    if mode == "F":
+        return np.asarray(im, dtype=np.float32)
+    if mode == "1":
+        return np.asarray(im.convert("L"))
+    if mode in ("P", "PA"):
+        has_alpha = "transparency" in im.info or mode == "PA"
+        conv = im.convert("RGBA" if has_alpha else "RGB")
+        # a palette image of greys stays a colour image here (its palette is RGB)
+        return np.asarray(conv)
+    if mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa"):
+        return np.asarray(im.convert("RGB"))
+    if mode == "La":
+        return np.asarray(im.convert("LA"))
+    raise ImageReadError(f"{path}: unsupported image mode {mode!r}")
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """``[0, 1]`` float -> uint8 with round-half-up and clipping (MATLAB ``im2uint8``)."""
+    return torch.floor(x.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
+
+
+def _to_hwc(rgb: Tensor, alpha: Optional[Tensor], grey: bool, bit_depth: int) -> np.ndarray:
+    if not isinstance(rgb, Tensor):
+        raise TypeError(f"write_image: rgb must be a torch.Tensor, got {type(rgb).__name__}")
+    if rgb.ndim == 4 and rgb.shape[0] == 1:
+        rgb = rgb[0]
+    if rgb.ndim != 3 or rgb.shape[0] not in (1, 3):
+        raise ValueError(f"write_image: rgb must have shape (3, H, W) or (1, H, W), got {tuple(rgb.shape)}")
+    if bit_depth not in (8, 16):
+        raise ValueError(f"write_image: bit_depth must be 8 or 16, got {bit_depth}")
+    planes = rgb.detach().float().cpu()
+    if grey and planes.shape[0] == 3:
+        # replicated grey -> keep one channel (the mean, robust to tiny channel drift)
+        planes = planes.mean(dim=0, keepdim=True)
+    if alpha is not None:
+        a = alpha.detach().float().cpu()
+        if a.ndim == 4 and a.shape[0] == 1:
+            a = a[0]
+        if a.ndim == 2:
+            a = a[None]
+        if a.shape != (1,) + tuple(planes.shape[-2:]):
+            raise ValueError(f"write_image: alpha must have shape (1, H, W) = (1, {planes.shape[-2]}, {planes.shape[-1]}), got {tuple(a.shape)}")
+        planes = torch.cat([planes, a], dim=0)
+    maxv = 255.0 if bit_depth == 8 else 65535.0
+    q = torch.floor(planes.clamp(0, 1) * maxv + 0.5)
+    arr = np.ascontiguousarray(q.permute(1, 2, 0).numpy().astype(np.uint8 if bit_depth == 8 else np.uint16))
+    if arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    return arr
+
+
+def write_image(
+    path: PathLike,
+    rgb: Tensor,
+    *,
+    alpha: Optional[Tensor] = None,
+    bit_depth: int = 8,
+    grey: bool = False,
+) -> Path:
+    """Write a PNG atomically (temporary file in the same folder, then rename).
+
+    Args:
+        path: destination; parent folders are created. Written as PNG whatever the suffix.
+        rgb: ``(3, H, W)`` (or ``(1, H, W)``) float in ``[0, 1]``; clipped and rounded.
+        alpha: optional ``(1, H, W)`` float in ``[0, 1]``.
+        bit_depth: 8 or 16 bits per channel.
+        grey: write one grey channel (the mean of the three channels).
+
+    Returns:
+        the path written.
+    """
+    p = Path(path)
+    arr = _to_hwc(rgb, alpha, grey, bit_depth)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if bit_depth == 16:
+                import imagecodecs
+
+                fh.write(imagecodecs.png_encode(arr))
+            else:
+                from PIL import Image
+
+                Image.fromarray(arr).save(fh, format="PNG")
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return p
+
+
+def _is_image_name(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def list_images(inputs: Union[PathLike, Sequence[PathLike]], *, recursive: bool = False) -> list[Path]:
+    """Expand files, folders and glob patterns into a sorted list of image paths.
+
+    A file named explicitly is kept whatever its extension (so a bad file is reported
+    by ``read_image`` instead of vanishing); folders and globs keep only
+    :data:`IMAGE_EXTENSIONS`. Duplicates are removed.
+
+    Raises:
+        ImageReadError: an input that is neither an existing path nor a glob with matches.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    found: dict[Path, None] = {}
+    for item in inputs:
+        s = os.fspath(item)
+        p = Path(s)
+        if p.is_dir():
+            it: Iterable[Path] = p.rglob("*") if recursive else p.iterdir()
+            for q in sorted(it):
+                if q.is_file() and _is_image_name(q):
+                    found[q] = None
+        elif p.is_file():
+            found[p] = None
+        elif glob.has_magic(s):
+            matches = sorted(Path(m) for m in glob.glob(s, recursive=recursive))
+            files = [m for m in matches if m.is_file() and _is_image_name(m)]
+            if not files:
+                raise ImageReadError(f"{s}: glob matched no image files")
+            for m in files:
+                found[m] = None
+        else:
+            raise ImageReadError(f"{s}: no such file or folder")
+    return sorted(found)
