@@ -1,0 +1,227 @@
+"""Recipe -> generator, discriminators, objective, optimizers, schedulers and data.
+
+Every builder takes the typed :class:`~gradguide.train.recipe.Recipe` and returns
+ready objects on the CPU (the trainer moves them); nothing here picks a device.
+"""
+from __future__ import annotations
+
+import inspect
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..errors import DataError, RecipeError
+from .recipe import Recipe
+
+__all__ = [
+    "build_generator",
+    "load_pretrained",
+    "build_discriminators",
+    "build_loss",
+    "build_optimizers",
+    "build_train_dataset",
+    "build_val_dataset",
+    "Optimizers",
+]
+
+
+def build_generator(recipe: Recipe) -> nn.Module:
+    """The generator the recipe asks for (``model.arch``); a scale the backbone cannot do
+    raises :class:`RecipeError` naming ``model.scale``."""
+    m = recipe.model
+    try:
+        if m.arch == "spsr":
+            from ..spsr import create_spsr
+
+            G = create_spsr(nf=m.nf, nb=m.nb, gc=m.gc, scale=m.scale, in_nc=m.in_nc, out_nc=m.out_nc)
+        elif m.arch == "rrdbnet":
+            from gradguide_backbones.rrdb import RRDBNet
+
+            G = RRDBNet(in_nc=m.in_nc, out_nc=m.out_nc, nf=m.nf, nb=m.nb, gc=m.gc, scale=m.scale)
+        else:
+            from ..plugins import registries
+            from ..wrap import wrap
+
+            entry = registries().backbones.get(m.backbone)
+            kwargs = dict(m.backbone_config)
+            params = inspect.signature(entry.factory).parameters
+            if "scale" in params:
+                kwargs.setdefault("scale", m.scale)
+            takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+            unknown = [k for k in kwargs if k not in params and not takes_any]
+            if unknown:
+                raise RecipeError(
+                    f"{recipe.source}: model.backbone_config has {', '.join(map(repr, unknown))}, which backbone "
+                    f"{m.backbone!r} does not take (it takes: {', '.join(params)})"
+                )
+            G = wrap(entry.factory(**kwargs), fusion=m.fusion)
+    except ValueError as exc:
+        if isinstance(exc, RecipeError):
+            raise
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        key = "model.scale" if "scale" in msg else "model"
+        raise RecipeError(f"{recipe.source}: {key}={m.scale if key == 'model.scale' else m.arch}: {msg}") from None
+    if int(getattr(G, "scale", m.scale)) != m.scale:
+        raise RecipeError(f"{recipe.source}: model.scale={m.scale} but the built generator has scale {G.scale}")
+    return G
+
+
+def load_pretrained(G: nn.Module, path: str, *, strict: bool = False):
+    """Initialise ``G`` from a checkpoint (any layout :func:`gradguide.load` reads).
+
+    A checkpoint of the same architecture as ``G`` fills all of it; any other (e.g. a
+    PSNR-oriented RRDBNet for SPSR) fills ``G.backbone``. Returns the
+    :class:`gradguide.checkpoints.LoadReport` listing missing/unexpected keys.
+    """
+    from ..checkpoints import architecture_of, convert_state_dict, load_checkpoint, read_state_dict
+
+    sd, meta, _ = read_state_dict(path)
+    _, arch, _, _, _ = convert_state_dict(sd, meta, getattr(G, "scale", None))
+    target = G
+    if arch != architecture_of(G)[0] and hasattr(G, "backbone"):
+        target = G.backbone
+    was_training = G.training
+    report = load_checkpoint(path, model=target, strict=strict, scale=getattr(G, "scale", None)).report
+    G.train(was_training)
+    return report
+
+
+def build_discriminators(recipe: Recipe) -> tuple[Optional[nn.Module], Optional[nn.Module]]:
+    """``(D_I, D_GM)``; one whose adversarial weight is 0 is ``None``."""
+    from ..discriminators import create_discriminator
+
+    loss = recipe.loss
+    crop = recipe.data.crop
+    grad_size = crop + (2 if loss.gradient_padding == "official_loss" else 0)
+
+    def make(name: str, size: int, key: str) -> nn.Module:
+        kwargs: dict = {"in_channels": recipe.model.out_nc, "nf": loss.discriminator_nf}
+        from ..plugins import registries
+
+        try:
+            factory = registries().discriminators.get(name).factory
+        except KeyError as exc:
+            raise RecipeError(f"{recipe.source}: {key}: {exc.args[0]}") from None
+        if "input_size" in inspect.signature(factory).parameters:
+            kwargs["input_size"] = size
+        try:
+            return create_discriminator(name, **kwargs)
+        except ValueError as exc:
+            raise RecipeError(f"{recipe.source}: {key}={name!r}: {exc}") from None
+
+    d_i = make(loss.discriminator, crop, "loss.discriminator") if loss.gan > 0 else None
+    d_gm = make(loss.gradient_discriminator, grad_size, "loss.gradient_discriminator") if loss.gradient_gan > 0 else None
+    return d_i, d_gm
+
+
+def build_loss(recipe: Recipe):
+    """:class:`gradguide.losses.SPSRLoss` with the recipe's weights. With
+    ``loss.on_missing_vgg = "drop"`` missing VGG19 weights give a warning and no L_Per."""
+    from ..losses import SPSRLoss
+
+    l = recipe.loss
+    return SPSRLoss(
+        pixel=l.pixel,
+        perceptual=l.perceptual,
+        gan=l.gan,
+        gradient_pixel=l.gradient_pixel,
+        gradient_gan=l.gradient_gan,
+        branch=l.branch,
+        pixel_criterion=l.pixel_criterion,
+        gradient_criterion=l.gradient_criterion,
+        gradient_padding=l.gradient_padding,
+        perceptual_layer=l.perceptual_layer,
+        vgg_weights=l.vgg_weights or None,
+        on_missing_vgg=l.on_missing_vgg,
+    )
+
+
+@dataclass
+class Optimizers:
+    """Adam + MultiStepLR for G and each discriminator that exists."""
+
+    g: torch.optim.Optimizer
+    g_sched: torch.optim.lr_scheduler.LRScheduler
+    d_i: Optional[torch.optim.Optimizer] = None
+    d_i_sched: Optional[torch.optim.lr_scheduler.LRScheduler] = None
+    d_gm: Optional[torch.optim.Optimizer] = None
+    d_gm_sched: Optional[torch.optim.lr_scheduler.LRScheduler] = None
+
+    def named(self) -> dict:
+        return {k: v for k, v in (("G", self.g), ("D_I", self.d_i), ("D_GM", self.d_gm)) if v is not None}
+
+    def schedulers(self) -> dict:
+        return {k: v for k, v in (("G", self.g_sched), ("D_I", self.d_i_sched), ("D_GM", self.d_gm_sched)) if v is not None}
+
+    def state_dict(self) -> dict:
+        return {
+            "optimizers": {k: o.state_dict() for k, o in self.named().items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers().items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        opts, scheds = self.named(), self.schedulers()
+        if set(state["optimizers"]) != set(opts):
+            raise ValueError(f"optimizers in the state ({sorted(state['optimizers'])}) differ from the recipe's ({sorted(opts)})")
+        for k, o in opts.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in scheds.items():
+            s.load_state_dict(state["schedulers"][k])
+
+    def step_schedulers(self) -> None:
+        for s in self.schedulers().values():
+            s.step()
+
+
+def build_optimizers(recipe: Recipe, G: nn.Module, d_i: Optional[nn.Module], d_gm: Optional[nn.Module]) -> Optimizers:
+    """Adam(lr, betas, eps) for G (all its parameters: the warm-up freezes by
+    ``requires_grad``, and Adam skips parameters without gradients) and for D_I, D_GM;
+    MultiStepLR(milestones, gamma) for each."""
+    o = recipe.optim
+    betas = (float(o.betas[0]), float(o.betas[1]))
+
+    def adam(params, lr, wd):
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=o.eps, weight_decay=wd)
+
+    def sched(opt):
+        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(o.milestones), gamma=o.gamma)
+
+    g = adam(G.parameters(), o.lr_g, o.weight_decay_g)
+    out = Optimizers(g, sched(g))
+    if d_i is not None:
+        out.d_i = adam(d_i.parameters(), o.lr_d, o.weight_decay_d)
+        out.d_i_sched = sched(out.d_i)
+    if d_gm is not None:
+        out.d_gm = adam(d_gm.parameters(), o.lr_d, o.weight_decay_d)
+        out.d_gm_sched = sched(out.d_gm)
+    return out
+
+
+def build_train_dataset(recipe: Recipe):
+    """The training dataset: HR folder (LR by MATLAB bicubic), paired folders, or the
+    scikit-image photos (``data.source = "skimage"``)."""
+    from ..data import datasets as ds
+
+    d, scale = recipe.data, recipe.model.scale
+    if d.source == "skimage":
+        return ds.skimage_dataset("train", scale, crop=d.crop, augment=d.augment, seed=d.seed)
+    if not d.hr:
+        raise DataError(f"{recipe.source}: no training data: pass --data-hr DIR (or set data.hr)")
+    if d.lr:
+        return ds.PairedFolderDataset(d.lr, d.hr, scale, crop=d.crop, augment=d.augment, seed=d.seed)
+    return ds.HRFolderDataset(d.hr, scale, crop=d.crop, augment=d.augment, seed=d.seed)
+
+
+def build_val_dataset(recipe: Recipe):
+    """The validation dataset (whole images), or ``None`` when none is configured."""
+    from ..data import datasets as ds
+
+    d, scale = recipe.data, recipe.model.scale
+    if d.source == "skimage" and not d.val_hr:
+        return ds.skimage_dataset("val", scale)
+    if not d.val_hr:
+        return None
+    return ds.ValidationDataset(d.val_hr, scale, lr_root=d.val_lr or None)
