@@ -47,6 +47,7 @@ __all__ = [
     "register_architecture",
     "architecture_of",
     "FORMAT",
+    "spsr_to_official",
 ]
 
 FORMAT = "gradguide"
@@ -495,9 +496,13 @@ def load_checkpoint(
     """
     sd, meta, container = read_state_dict(path)
     try:
-        layout, arch, cfg, out, ignored = convert_state_dict(sd, meta, scale)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            layout, arch, cfg, out, ignored = convert_state_dict(sd, meta, scale)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
+    for w in caught:  # re-emit, naming the file
+        warnings.warn(str(w.message).replace("checkpoint:", f"{path}:", 1), w.category, stacklevel=2)
     if model is None:
         try:
             model = build_architecture(arch, cfg)
@@ -559,3 +564,51 @@ def save(model: nn.Module, path: PathLike, *, metadata: Optional[dict] = None) -
             os.unlink(tmp)
         raise
     return p
+
+
+def spsr_to_official(model: nn.Module) -> dict[str, Tensor]:
+    """The state dict of a :func:`~gradguide.spsr.create_spsr` model in the official SPSR
+    key layout (the inverse of the ``spsr-official`` layout), e.g. to run it with the
+    reference code or to build conformance fixtures."""
+    from .wrap import GuidedSR
+
+    if not isinstance(model, GuidedSR) or architecture_of(model)[0] != "spsr":
+        raise CheckpointError("spsr_to_official: expects a model built by create_spsr")
+    bb = model.backbone
+    n_up = len(bb.factors)
+    trunk_idx = {f"conv_up{u + 1}": 3 + 3 * u for u in range(n_up)}
+    trunk_idx["conv_hr"] = 2 + 3 * n_up
+    bmod = {f"branch.up.{u}.conv": 1 + 3 * u for u in range(n_up)}
+    bmod["branch.hr_conv0"] = 3 * n_up
+    bmod["branch.hr_conv1"] = 3 * n_up + 2
+    simple = {
+        "branch.embed": "b_fea_conv.0", "branch.lr_conv": "b_LR_conv.0", "branch.to_grad": "conv_w.0",
+        "fusion.proj": "HR_conv1_new.0", "fusion.reduce": "f_concat.0", "fusion.hr_conv0": "f_HR_conv0.0",
+        "fusion.hr_conv1": "f_HR_conv1.0", "backbone.conv_first": "model.0",
+        "backbone.conv_body": f"model.1.sub.{bb.nb}",
+    }
+    out: dict[str, Tensor] = {}
+    for k, v in model.state_dict().items():
+        base, _, p = k.rpartition(".")
+        if base in simple:
+            out[f"{simple[base]}.{p}"] = v
+        elif base.startswith("backbone.") and base[len("backbone."):] in trunk_idx:
+            i = trunk_idx[base[len("backbone."):]]
+            out[f"model.{i}.{p}"] = v
+            if base == "backbone.conv_hr":
+                out[f"HR_conv0_new.0.{p}"] = v.clone()
+        elif base in bmod:
+            out[f"b_module.{bmod[base]}.{p}"] = v
+        elif m := re.match(r"backbone\.body\.(\d+)\.rdb(\d)\.conv(\d)$", base):
+            out[f"model.1.sub.{m.group(1)}.RDB{m.group(2)}.conv{m.group(3)}.0.{p}"] = v
+        elif m := re.match(r"branch\.stages\.(\d+)\.block\.rdb(\d)\.conv(\d)$", base):
+            out[f"b_block_{int(m.group(1)) + 1}.RDB{m.group(2)}.conv{m.group(3)}.0.{p}"] = v
+        elif m := re.match(r"branch\.stages\.(\d+)\.reduce$", base):
+            out[f"b_concat_{int(m.group(1)) + 1}.0.{p}"] = v
+        elif m := re.match(r"fusion\.block\.rdb(\d)\.conv(\d)$", base):
+            out[f"f_block.RDB{m.group(1)}.conv{m.group(2)}.0.{p}"] = v
+        else:
+            raise CheckpointError(f"spsr_to_official: no official name for {k}")
+    out["get_g_nopadding.weight_h"] = _official_grad_kernel(True)
+    out["get_g_nopadding.weight_v"] = _official_grad_kernel(False)
+    return out
