@@ -1,0 +1,78 @@
+"""Inference benchmark: paper-exact SPSR vs plain RRDBNet, measured side by side.
+
+Prints params, GFLOPs and images/s at a 64x64 LR input, and the achieved GFLOP/s as
+a fraction of this machine's dense fp32 matmul peak, measured in the same run.
+Timings on shared machines are noisy; the ratios between rows are what to compare.
+
+    python bench/inference.py [--size 64] [--repeats 3] [--threads N] [--nf 64 --nb 23]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def time_forward(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
+    with torch.inference_mode():
+        model(x)  # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            model(x)
+            best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=64, help="LR input size (default 64)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--nf", type=int, default=64)
+    ap.add_argument("--nb", type=int, default=23)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    import gradguide
+    from gradguide.flops import count_flops, count_params
+    from gradguide_backbones.rrdb import RRDBNet
+
+    torch.manual_seed(0)
+    peak = matmul_peak_gflops()
+    x = torch.rand(1, 3, args.size, args.size)
+    rows = []
+    for name, model in (
+        ("RRDBNet (ESRGAN)", RRDBNet(nf=args.nf, nb=args.nb)),
+        ("SPSR (paper-exact)", gradguide.create_spsr(nf=args.nf, nb=args.nb)),
+    ):
+        model.eval()
+        flops = count_flops(model, x)
+        sec = time_forward(model, x, args.repeats)
+        rows.append((name, count_params(model), flops, sec))
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, LR input {args.size}x{args.size}")
+    print(f"dense fp32 matmul peak (2048^3, same run): {peak:.1f} GFLOP/s")
+    print(f"{'model':<22}{'params (M)':>11}{'GFLOPs':>9}{'s/img':>8}{'img/s':>8}{'GFLOP/s':>9}{'of peak':>9}")
+    for name, params, flops, sec in rows:
+        achieved = flops / sec / 1e9
+        print(f"{name:<22}{params / 1e6:>11.2f}{flops / 1e9:>9.1f}{sec:>8.2f}{1 / sec:>8.3f}{achieved:>9.1f}{achieved / peak:>9.1%}")
+    (_, p0, f0, s0), (_, p1, f1, s1) = rows
+    print(f"SPSR / RRDBNet: params {p1 / p0:.2f}x, FLOPs {f1 / f0:.2f}x, time {s1 / s0:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
