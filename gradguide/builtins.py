@@ -13,3 +13,17 @@ def gradguide_checkpoint_layouts() -> list:
     from .checkpoints import builtin_layouts
 
     return builtin_layouts()
+
+
+@hookimpl
+def gradguide_discriminators() -> list:
+    from .discriminators import builtin_discriminators
+
+    return builtin_discriminators()
+
+
+@hookimpl
+def gradguide_losses() -> list:
+    from .losses import builtin_losses
+
+    return builtin_losses()
