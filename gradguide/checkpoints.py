@@ -111,9 +111,11 @@ def read_state_dict(path: PathLike) -> tuple[dict[str, Tensor], dict[str, str], 
     if p.stat().st_size == 0:
         raise CheckpointError(f"{p}: empty file")
     with open(p, "rb") as fh:
-        head = fh.read(8)
-    if p.suffix == ".safetensors" or (len(head) == 8 and not head.startswith(b"PK") and not head.startswith(b"\x80")):
+        head = fh.read(9)
+    if p.suffix == ".safetensors" or head[8:9] == b"{":
         return (*_read_safetensors(p), None)
+    if not (head.startswith(b"PK") or head.startswith(b"\x80")):
+        raise CheckpointError(f"{p}: not a checkpoint (neither safetensors nor a PyTorch zip/pickle file)")
     return _read_torch(p)
 
 
@@ -176,6 +178,16 @@ def _build_spsr(**cfg: Any) -> nn.Module:
 
 
 register_architecture("spsr", _build_spsr)
+
+
+def _build_guided(**cfg: Any) -> nn.Module:
+    """A model made by :func:`gradguide.wrap` (its recorded config; see :func:`gradguide.wrap.rebuild`)."""
+    from .wrap import rebuild
+
+    return rebuild(**cfg)
+
+
+register_architecture("guided", _build_guided)
 
 
 def build_architecture(arch: str, config: dict) -> nn.Module:

@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     err = Console(stderr=True)
     parser = build_parser()
@@ -80,7 +81,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         if isinstance(exc, GradguideError) or not getattr(args, "debug", False):
             msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            err.print(f"[bold red]error:[/bold red] {msg}", highlight=False, markup=True)
+            err.print(f"[bold red]error:[/bold red] {escape(str(msg))}", highlight=False, soft_wrap=True)
             return 2
         raise
 
