@@ -27,3 +27,10 @@ def gradguide_losses() -> list:
     from .losses import builtin_losses
 
     return builtin_losses()
+
+
+@hookimpl
+def gradguide_recipes() -> list:
+    from .train.recipe import builtin_recipes
+
+    return builtin_recipes()

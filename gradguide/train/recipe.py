@@ -46,6 +46,7 @@ __all__ = [
     "list_recipes",
     "recipe_to_dict",
     "recipe_to_toml",
+    "builtin_recipes",
 ]
 
 ARCHS = ("spsr", "rrdbnet", "wrap")
@@ -459,3 +460,20 @@ def recipe_to_toml(recipe: Recipe) -> str:
         for k, v in d[section].items():
             lines.append(f"{k} = {_toml_value(v)}")
     return "\n".join(lines) + "\n"
+
+
+def builtin_recipes() -> list:
+    """:class:`gradguide.registry.RecipeEntry` for every TOML shipped in ``gradguide.recipes``."""
+    from importlib import resources
+
+    from ..registry import RecipeEntry
+
+    out = []
+    for res in sorted(resources.files("gradguide.recipes").iterdir(), key=lambda r: r.name):
+        if res.name.endswith(".toml"):
+            try:
+                desc = str(_toml.loads(res.read_text(encoding="utf-8")).get("description", ""))
+            except (_toml.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
+                desc = f"(unreadable: {type(exc).__name__})"
+            out.append(RecipeEntry(name=res.name[: -len(".toml")], path=res, description=desc))
+    return out

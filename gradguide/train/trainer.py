@@ -1,0 +1,551 @@
+"""The one trainer: every recipe (PSNR pre-training, ESRGAN, SPSR, ablations) runs here.
+
+One iteration:
+
+1. the next global batch (the sampler's position advances only when it is consumed);
+2. G step: ``SPSRLoss`` (Eq. 10) with D_I/D_GM frozen, under autocast (bf16/fp16);
+3. D step: RaGAN losses of D_I and D_GM on detached outputs (when their weights are on);
+4. EMA of G, scheduler steps.
+
+A non-finite loss skips the step (no optimizer updates) and is counted; after
+``train.nan_patience`` in a row, training stops with :class:`TrainingStopped` and the last
+good checkpoint is left as it is. During the branch warm-up (``train.warmup_iters``) only
+the modules ``G.warmup_modules()`` returns have ``requires_grad``.
+
+Distributed: G is wrapped in DDP (rebuilt when the warm-up ends, because the set of
+trained parameters changes); the discriminators see two forwards per step (real, fake)
+so their gradients are averaged explicitly in one flat all-reduce, and their buffers
+(BatchNorm statistics) broadcast from rank 0. Only rank 0 writes files.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, DataError, GradguideError, RecipeError
+from ..types import SROutput
+from . import dist as gdist
+from .build import (
+    Optimizers,
+    build_discriminators,
+    build_generator,
+    build_loss,
+    build_optimizers,
+    build_train_dataset,
+    build_val_dataset,
+    load_pretrained,
+)
+from .recipe import Recipe, recipe_to_dict, recipe_to_toml
+from .sampler import EpochIndexed, ResumableBatchSampler
+from .state import STATE_VERSION, atomic_torch_save, capture_rng_state, load_state_file, restore_rng_state
+
+__all__ = ["Trainer", "TrainResult", "TrainingStopped", "train", "STATE_FILE"]
+
+STATE_FILE = "state.pt"
+G_LATEST = "G_latest.safetensors"
+G_EMA_LATEST = "G_ema_latest.safetensors"
+G_BEST = "G_best.safetensors"
+RECIPE_FILE = "recipe.toml"
+
+
+class TrainingStopped(GradguideError, RuntimeError):
+    """Training stopped early (too many non-finite steps in a row)."""
+
+
+@dataclass
+class TrainResult:
+    iteration: int
+    out_dir: Path
+    skipped_steps: int = 0
+    best: Optional[dict] = None
+    last_val: Optional[dict] = None
+    seconds: float = 0.0
+    history: list = field(default_factory=list)
+
+
+def as_output(out: Any) -> SROutput:
+    """A plain backbone returns a tensor; treat it as ``SROutput(sr, None, None)``."""
+    if isinstance(out, SROutput):
+        return out
+    if isinstance(out, torch.Tensor):
+        return SROutput(out, None, None)
+    if isinstance(out, tuple) and len(out) == 3:
+        return SROutput(*out)
+    raise TypeError(f"generator returned {type(out).__name__}; expected a Tensor or SROutput")
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _set_deterministic(on: bool, device: torch.device) -> None:
+    if on:
+        if device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    else:
+        torch.backends.cudnn.benchmark = device.type == "cuda"
+
+
+class _LossDisplay:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def update(self, terms: dict) -> None:
+        keep = ("total", "pixel", "perceptual", "gan", "gradient_pixel", "gradient_gan", "branch", "d_image", "d_grad")
+        self.text = " ".join(f"{k}={terms[k]:.4g}" for k in keep if k in terms)
+
+
+class Trainer:
+    """Train the generator (and discriminators) a recipe describes.
+
+    Args:
+        recipe: a validated :class:`~gradguide.train.recipe.Recipe`.
+        out_dir: where ``state.pt``, ``G_latest.safetensors``, ``G_best.safetensors``,
+            ``recipe.toml`` and TensorBoard logs go.
+        resume: continue from ``out_dir/state.pt`` exactly.
+        train_dataset / val_dataset: use these instead of building them from the recipe
+            (items ``(lr, hr)``; training items must be pure functions of
+            ``(seed, epoch, index)`` for an exact resume).
+        callbacks: ``cb(trainer)`` called after every iteration (after any checkpoint).
+        console: a :class:`rich.console.Console` for progress and messages.
+    """
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        out_dir: os.PathLike | str,
+        *,
+        resume: bool = False,
+        train_dataset: Any = None,
+        val_dataset: Any = None,
+        callbacks: Sequence[Callable[["Trainer"], None]] = (),
+        console: Any = None,
+    ) -> None:
+        from rich.console import Console
+
+        self.recipe = recipe
+        self.out_dir = Path(out_dir)
+        self.resume = resume
+        self.callbacks = list(callbacks)
+        self.console = console or Console(stderr=True)
+        t = recipe.train
+        self.device = gdist.resolve_device(t.device, int(os.environ.get("LOCAL_RANK", "0")))
+        self.dist = gdist.init_distributed(self.device)
+        self.is_main = self.dist.is_main
+        _set_deterministic(t.deterministic, self.device)
+        state_path = self.out_dir / STATE_FILE
+        if resume and not state_path.is_file():
+            raise CheckpointError(f"--resume: no training state at {state_path}")
+        if not resume and state_path.is_file():
+            raise CheckpointError(f"{state_path} exists: pass --resume to continue that run, or choose another --out")
+        _seed_everything(t.seed)
+
+        # models and objective
+        self.G = build_generator(recipe)
+        self.D_I, self.D_GM = build_discriminators(recipe)
+        self.loss = build_loss(recipe)
+        if recipe.model.pretrained and not resume:
+            report = load_pretrained(self.G, recipe.model.pretrained, strict=recipe.model.pretrained_strict)
+            self._say(f"pretrained {recipe.model.pretrained}: {report.summary()}")
+        if t.warmup_iters and not hasattr(self.G, "warmup_modules"):
+            raise RecipeError(f"{recipe.source}: train.warmup_iters needs a generator with warmup_modules() (a GuidedSR)")
+        mf = torch.channels_last if t.channels_last else torch.contiguous_format
+        for m in (self.G, self.D_I, self.D_GM, self.loss):
+            if m is not None:
+                m.to(device=self.device, memory_format=mf)
+        self.G.train()
+        for d in (self.D_I, self.D_GM):
+            if d is not None:
+                d.train()
+        self.ema = None
+        if t.ema > 0:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True)
+            self.ema.eval()
+        self.opt: Optimizers = build_optimizers(recipe, self.G, self.D_I, self.D_GM)
+        self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.amp]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
+
+        # data
+        ds = train_dataset if train_dataset is not None else build_train_dataset(recipe)
+        if len(ds) == 0:
+            raise DataError(f"{recipe.data.hr or 'training data'}: the training dataset is empty")
+        try:
+            self.sampler = ResumableBatchSampler(
+                len(ds), t.batch_size, seed=recipe.data.seed, rank=self.dist.rank, world_size=self.dist.world_size
+            )
+        except ValueError as exc:
+            raise DataError(f"{recipe.data.hr or 'training data'}: {exc}") from None
+        self.loader = torch.utils.data.DataLoader(
+            EpochIndexed(ds),
+            batch_sampler=self.sampler,
+            num_workers=recipe.data.workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(recipe.data.seed),  # never touch the global RNG
+            persistent_workers=recipe.data.workers > 0,
+        )
+        self.val_dataset = val_dataset if val_dataset is not None else (build_val_dataset(recipe) if recipe.val.every else None)
+
+        # progress counters (restored on resume)
+        self.iteration = 0
+        self.skipped_steps = 0
+        self.bad_streak = 0
+        self.best: Optional[dict] = None
+        self.last_val: Optional[dict] = None
+        self.last_good_iteration: Optional[int] = None
+        self.history: list = []
+        if resume:
+            self._load_state(state_path)
+        self._phase: Optional[bool] = None
+        self.G_train: nn.Module = self.G
+        self._writer = None
+
+    # ------------------------------------------------------------------ helpers
+    def _say(self, msg: str) -> None:
+        if self.is_main:
+            self.console.print(msg, highlight=False, markup=False)
+
+    @property
+    def in_warmup(self) -> bool:
+        return self.iteration < self.recipe.train.warmup_iters
+
+    def _set_phase(self, warm: bool) -> None:
+        """Freeze everything but the warm-up modules (by module, not by name) during the
+        warm-up; (re)build the DDP/compile wrapper around G for the trainable set."""
+        if self._phase is warm:
+            return
+        if warm:
+            self.G.requires_grad_(False)
+            for m in self.G.warmup_modules():
+                m.requires_grad_(True)
+        else:
+            self.G.requires_grad_(True)
+        if self.G_train is not self.G:  # drop the old wrapper (and its DDP autograd hooks) first
+            self.G_train = self.G
+            import gc
+
+            gc.collect()
+        model: nn.Module = self.G
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            model = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None, broadcast_buffers=False)
+        if self.recipe.train.compile:
+            model = torch.compile(model)
+        self.G_train = model
+        self._phase = warm
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        mf = torch.channels_last if self.recipe.train.channels_last else torch.contiguous_format
+        return x.to(self.device, non_blocking=True).contiguous(memory_format=mf)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {
+            "format": "gradguide-train-state",
+            "version": STATE_VERSION,
+            "iteration": self.iteration,
+            "recipe": recipe_to_dict(self.recipe),
+            "G": self.G.state_dict(),
+            "D_I": self.D_I.state_dict() if self.D_I is not None else None,
+            "D_GM": self.D_GM.state_dict() if self.D_GM is not None else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            **self.opt.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": capture_rng_state(),
+            "skipped_steps": self.skipped_steps,
+            "best": dict(self.best) if self.best else None,
+            "world_size": self.dist.world_size,
+            "history": list(self.history),
+        }
+
+    def _load_state(self, path: Path) -> None:
+        state = load_state_file(path, map_location=self.device)
+        saved_model = state["recipe"].get("model", {})
+        now_model = recipe_to_dict(self.recipe)["model"]
+        diff = [k for k in now_model if k != "pretrained" and saved_model.get(k) != now_model[k]]
+        if diff:
+            raise CheckpointError(f"{path}: the recipe's model differs from the saved run ({', '.join('model.' + k for k in diff)})")
+        try:
+            self.G.load_state_dict(state["G"])
+            for name, d in (("D_I", self.D_I), ("D_GM", self.D_GM)):
+                if (d is None) != (state[name] is None):
+                    raise ValueError(f"{name} is {'absent' if d is None else 'present'} now but was not when saved")
+                if d is not None:
+                    d.load_state_dict(state[name])
+            if self.ema is not None and state["ema"] is not None:
+                self.ema.load_state_dict(state["ema"])
+            elif self.ema is not None:
+                self.ema.module.load_state_dict(self.G.state_dict())
+            self.opt.load_state_dict(state)
+            self.scaler.load_state_dict(state["scaler"])
+            self.sampler.load_state_dict(state["sampler"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path}: cannot resume: {str(exc).splitlines()[0]}") from None
+        self.iteration = int(state["iteration"])
+        self.skipped_steps = int(state["skipped_steps"])
+        self.best = state["best"]
+        self.history = list(state.get("history") or [])
+        self.last_good_iteration = self.iteration
+        rng = state["rng"]
+        per_rank = state.get("rng_ranks")
+        if per_rank and len(per_rank) == self.dist.world_size:
+            rng = per_rank[self.dist.rank]
+        restore_rng_state(rng)
+        self._say(f"resumed from {path} at iteration {self.iteration}")
+
+    def save_checkpoint(self) -> None:
+        """Write ``state.pt`` and ``G_latest.safetensors`` (rank 0), atomically."""
+        from ..checkpoints import save as save_model
+
+        rng_ranks = None
+        if self.dist.enabled:
+            import torch.distributed as dist
+
+            rng_ranks = [None] * self.dist.world_size
+            dist.all_gather_object(rng_ranks, capture_rng_state())
+        if self.is_main:
+            state = self.state_dict()
+            if rng_ranks is not None:
+                state["rng_ranks"] = rng_ranks
+            atomic_torch_save(state, self.out_dir / STATE_FILE)
+            meta = {"iteration": str(self.iteration), "recipe": self.recipe.name}
+            save_model(self.G, self.out_dir / G_LATEST, metadata=meta)
+            if self.ema is not None:
+                save_model(self.ema.module, self.out_dir / G_EMA_LATEST, metadata={**meta, "ema": str(self.recipe.train.ema)})
+            self.last_good_iteration = self.iteration
+        gdist.barrier(self.dist)
+
+    # ------------------------------------------------------------------ validation
+    def eval_model(self) -> nn.Module:
+        """The model validated and saved as best: the EMA of G when enabled."""
+        return self.ema.module if self.ema is not None else self.G
+
+    @torch.no_grad()
+    def validate(self) -> Optional[dict]:
+        """Y-channel PSNR/SSIM (border crop = scale) over the validation set (rank 0)."""
+        if self.val_dataset is None:
+            return None
+        from ..eval.metrics import psnr_y, ssim_y
+
+        model = self.eval_model()
+        was = model.training
+        model.eval()
+        scale = self.recipe.model.scale
+        n = len(self.val_dataset)
+        if self.recipe.val.max_images:
+            n = min(n, self.recipe.val.max_images)
+        psnrs, ssims = [], []
+        try:
+            for i in range(n):
+                lr, hr = self.val_dataset[i][:2]
+                with self._autocast():
+                    sr = as_output(model(self._to_device(lr.unsqueeze(0)))).sr
+                sr = sr.float().clamp_(0, 1).cpu()[0]
+                psnrs.append(float(psnr_y(sr, hr, crop=scale)))
+                ssims.append(float(ssim_y(sr, hr, crop=scale)))
+        finally:
+            model.train(was)
+        return {"psnr_y": sum(psnrs) / n, "ssim_y": sum(ssims) / n, "images": n, "iteration": self.iteration}
+
+    def _maybe_best(self, metrics: dict) -> bool:
+        from ..checkpoints import save as save_model
+
+        v = self.recipe.val
+        if v.metric not in metrics:
+            raise RecipeError(f"{self.recipe.source}: val.metric {v.metric!r} is not computed (have: {', '.join(k for k in metrics if k not in ('images', 'iteration'))})")
+        value = metrics[v.metric]
+        better = self.best is None or (value > self.best["value"] if v.mode == "max" else value < self.best["value"])
+        if better:
+            self.best = {"metric": v.metric, "value": value, "iteration": self.iteration}
+            save_model(self.eval_model(), self.out_dir / G_BEST, metadata={"iteration": str(self.iteration), v.metric: f"{value:.6f}"})
+        return better
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> tuple[bool, dict]:
+        """One G step and one D step. Returns ``(ok, terms)``; ``ok`` is False when a
+        non-finite loss skipped the step (on every process)."""
+        lr, hr = self._to_device(lr), self._to_device(hr)
+        Ds = [d for d in (self.D_I, self.D_GM) if d is not None]
+        for d in Ds:
+            d.requires_grad_(False)
+        with self._autocast():
+            out = as_output(self.G_train(lr))
+            gl = self.loss(out, hr, self.D_I, self.D_GM)
+        terms = dict(gl.terms)
+        bad = gdist.any_true(not math.isfinite(terms["total"]), self.dist, self.device)
+        self.opt.g.zero_grad(set_to_none=True)
+        if bad:
+            return False, terms
+        self.scaler.scale(gl.total).backward()
+        self.scaler.step(self.opt.g)
+
+        d_ok = True
+        if Ds and self.recipe.train.d_updates:
+            for d in Ds:
+                d.requires_grad_(True)
+            with self._autocast():
+                dl = self.loss.discriminator_loss(out, hr, self.D_I, self.D_GM, sr_grad=gl.sr_grad, hr_grad=gl.hr_grad)
+            terms.update({("d_total" if k == "total" else k): x for k, x in dl.terms.items()})
+            for o in (self.opt.d_i, self.opt.d_gm):
+                if o is not None:
+                    o.zero_grad(set_to_none=True)
+            d_bad = gdist.any_true(not math.isfinite(dl.terms["total"]), self.dist, self.device)
+            if d_bad:
+                d_ok = False
+            else:
+                self.scaler.scale(dl.total).backward()
+                for d, o in ((self.D_I, self.opt.d_i), (self.D_GM, self.opt.d_gm)):
+                    if d is not None:
+                        gdist.all_reduce_grads(d.parameters(), self.dist)
+                        self.scaler.step(o)
+                        gdist.broadcast_buffers(d, self.dist)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.G)
+        return d_ok, terms
+
+    # ------------------------------------------------------------------ loop
+    def _open_writer(self):
+        if not (self.is_main and self.recipe.log.tensorboard):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:  # tensorboard not installed
+            return None
+        return SummaryWriter(log_dir=str(self.out_dir / "tb"), purge_step=self.iteration or None)
+
+    def fit(self) -> TrainResult:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        t, v = self.recipe.train, self.recipe.val
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / RECIPE_FILE).write_text(recipe_to_toml(self.recipe), encoding="utf-8")
+        gdist.barrier(self.dist)
+        self._writer = self._open_writer()
+        display = _LossDisplay()
+        start_it = self.iteration
+        t0 = time.perf_counter()
+        progress = Progress(
+            TextColumn("[bold]train[/bold]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[speed]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[losses]}"),
+            console=self.console,
+            disable=not (self.is_main and self.recipe.log.progress),
+            transient=False,
+        )
+        data = iter(self.loader)
+        try:
+            with progress:
+                task = progress.add_task("train", total=t.iterations, completed=self.iteration, speed="", losses="")
+                while self.iteration < t.iterations:
+                    self._set_phase(self.in_warmup)
+                    lr, hr = next(data)[:2]
+                    ok, terms = self.train_step(lr, hr)
+                    self.sampler.advance()
+                    self.opt.step_schedulers()
+                    self.iteration += 1
+                    if ok:
+                        self.bad_streak = 0
+                    else:
+                        self.skipped_steps += 1
+                        self.bad_streak += 1
+                        self._say(f"iteration {self.iteration}: non-finite loss, step skipped ({self.bad_streak} in a row)")
+                        if self.bad_streak >= t.nan_patience:
+                            last = self.last_good_iteration
+                            where = f"{self.out_dir / STATE_FILE} (iteration {last})" if last is not None else "none was written"
+                            raise TrainingStopped(
+                                f"training stopped at iteration {self.iteration}: {self.bad_streak} non-finite steps in a row "
+                                f"(train.nan_patience={t.nan_patience}); last good checkpoint: {where}"
+                            )
+                    done = self.iteration - start_it
+                    speed = done / max(time.perf_counter() - t0, 1e-9)
+                    display.update(terms)
+                    progress.update(task, completed=self.iteration, speed=f"{speed:.2f} it/s", losses=display.text)
+                    if self.iteration % self.recipe.log.every == 0 or self.iteration == t.iterations:
+                        self._log(terms)
+                    if v.every and (self.iteration % v.every == 0 or self.iteration == t.iterations):
+                        self._run_validation()
+                    if self.bad_streak == 0 and (self.iteration % t.checkpoint_every == 0 or self.iteration == t.iterations):
+                        self.save_checkpoint()
+                    for cb in self.callbacks:
+                        cb(self)
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+        return TrainResult(
+            iteration=self.iteration,
+            out_dir=self.out_dir,
+            skipped_steps=self.skipped_steps,
+            best=self.best,
+            last_val=self.last_val,
+            seconds=time.perf_counter() - t0,
+            history=list(self.history),
+        )
+
+    def _log(self, terms: dict) -> None:
+        if not self.is_main:
+            return
+        lr_g = self.opt.g.param_groups[0]["lr"]
+        if self._writer is not None:
+            for k, val in terms.items():
+                self._writer.add_scalar(f"loss/{k}", val, self.iteration)
+            self._writer.add_scalar("lr/G", lr_g, self.iteration)
+            self._writer.add_scalar("train/skipped_steps", self.skipped_steps, self.iteration)
+        if not self.recipe.log.progress:
+            self._say(f"it {self.iteration}/{self.recipe.train.iterations} lr {lr_g:.3g} " + " ".join(f"{k}={x:.4g}" for k, x in terms.items()))
+
+    def _run_validation(self) -> None:
+        metrics = None
+        if self.is_main:
+            metrics = self.validate()
+            if metrics is not None:
+                self.last_val = metrics
+                improved = self._maybe_best(metrics)
+                self.history.append({k: float(x) for k, x in metrics.items()})
+                if self._writer is not None:
+                    for k in ("psnr_y", "ssim_y"):
+                        self._writer.add_scalar(f"val/{k}", metrics[k], self.iteration)
+                self._say(
+                    f"val @ {self.iteration}: PSNR-Y {metrics['psnr_y']:.3f} dB, SSIM-Y {metrics['ssim_y']:.4f}"
+                    + (" (best)" if improved else "")
+                )
+        gdist.barrier(self.dist)
+
+    def close(self) -> None:
+        gdist.destroy(self.dist)
+
+
+def train(recipe: Recipe, out_dir: os.PathLike | str, *, resume: bool = False, **kw) -> TrainResult:
+    """Build a :class:`Trainer` and run it to ``train.iterations``."""
+    trainer = Trainer(recipe, out_dir, resume=resume, **kw)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()
