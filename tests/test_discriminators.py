@@ -15,6 +15,15 @@ from gradguide.hookspecs import hookimpl
 from gradguide.registry import DiscriminatorEntry
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on busy CI cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _all_params_get_grads(d, size):
     torch.manual_seed(0)
     real, fake = torch.rand(2, 3, size, size), torch.rand(2, 3, size, size)

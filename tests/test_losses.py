@@ -13,6 +13,15 @@ from gradguide.ops import gradient_map
 from gradguide.types import SROutput
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on busy CI cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _imgs(b=2, c=3, h=16, w=16, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(b, c, h, w, generator=g), torch.rand(b, c, h, w, generator=g)
