@@ -223,8 +223,8 @@ def vgg19_weights_path(weights: Union[str, os.PathLike, None] = None) -> Path:
     if not cached.is_file():
         raise WeightsNotFoundError(
             f"VGG19 weights for the perceptual loss not found at {str(cached)!r}: copy torchvision's "
-            f"{_vgg19_filename()} there (or set TORCH_HOME), pass an explicit weights path, or set the "
-            "perceptual weight to 0 / on_missing='drop' to train without the perceptual term"
+            f"{_vgg19_filename()} there (or set TORCH_HOME), or pass its path (weights=..., recipe loss.vgg_weights); "
+            "to train without the perceptual term set its weight to 0 or on_missing='drop' (recipe loss.on_missing_vgg)"
         )
     return cached
 
