@@ -75,6 +75,9 @@ class BackboneEntry:
         factory: ``factory(**config) -> nn.Module`` building the plain backbone.
         classes: model classes this entry's spec applies to (``wrap(model)`` with no spec
             looks the model's class up here).
+        class_names: the same as ``"module.QualName"`` strings, for classes of optional
+            third-party packages (e.g. spandrel) that should not be imported just to
+            list the registry; matched against the model's MRO.
         spec: ``spec(model) -> GuidanceSpec`` giving tap points etc. for a built model.
         config_of: ``config_of(model) -> dict`` so a wrapped model can be rebuilt on load.
         description: one line for ``gradguide backbones``.
@@ -87,6 +90,16 @@ class BackboneEntry:
     config_of: Optional[Callable[[nn.Module], dict]] = None
     description: str = ""
     scales: tuple[int, ...] = (2, 4)
+    class_names: tuple[str, ...] = ()
+
+    def covers(self, model: nn.Module) -> bool:
+        """Whether ``model`` is an instance of one of this entry's classes."""
+        if self.classes and isinstance(model, self.classes):
+            return True
+        if self.class_names:
+            mro = {f"{c.__module__}.{c.__qualname__}" for c in type(model).__mro__}
+            return any(n in mro for n in self.class_names)
+        return False
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,9 @@ class GuidanceSpec:
         taps: features for the gradient branch, in order.
         replace: the final reconstruction layer; ``fusion="paper"`` replaces it, and its
             input is the HR feature that is fused (unless ``hr_feature`` is given).
-        hr_channels: channels of the HR feature.
+            ``None`` for backbones without an HR feature (e.g. a direct pixel-shuffle
+            head): only ``fusion="lr"`` applies to them.
+        hr_channels: channels of the HR feature (``None`` with ``replace=None``).
         scale: the backbone's upscaling factor.
         lr_feature: module whose output is the LR feature just before upsampling
             (``fusion="lr"`` adds the fused features there).
@@ -45,8 +47,8 @@ class GuidanceSpec:
     """
 
     taps: tuple[Tap, ...]
-    replace: str
-    hr_channels: int
+    replace: Optional[str]
+    hr_channels: Optional[int]
     scale: int
     lr_feature: Optional[str] = None
     lr_channels: Optional[int] = None
@@ -60,10 +62,19 @@ class GuidanceSpec:
             raise SpecError("GuidanceSpec.taps: at least one tap is needed")
         if self.scale < 1:
             raise SpecError(f"GuidanceSpec.scale: must be >= 1, got {self.scale}")
+        for t in self.taps:
+            if t.stride != 1:
+                raise SpecError(f"GuidanceSpec.taps: tap {t.name!r} has stride {t.stride}; only LR-resolution (stride 1) taps are supported")
+        if self.replace is not None and not self.hr_channels:
+            raise SpecError("GuidanceSpec.hr_channels: needed when replace is given")
+        if self.replace is None and not self.lr_feature:
+            raise SpecError("GuidanceSpec: give replace (for fusion='paper') or lr_feature (for fusion='lr'), or both")
+        if self.lr_feature and not self.lr_channels:
+            raise SpecError("GuidanceSpec.lr_channels: needed when lr_feature is given")
 
     def module_names(self) -> list[str]:
-        names = [t.name for t in self.taps] + [self.replace]
-        names += [n for n in (self.lr_feature, self.hr_feature) if n]
+        names = [t.name for t in self.taps]
+        names += [n for n in (self.replace, self.lr_feature, self.hr_feature) if n]
         return names
 
     def validate(self, model: nn.Module) -> None:
@@ -75,8 +86,16 @@ class GuidanceSpec:
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
                 raise SpecError(f"spec names module {name!r}, which {type(model).__name__} does not have{hint}")
 
+    def fusions(self) -> list[str]:
+        """The fusion placements this spec supports (``"paper"`` needs ``replace``,
+        ``"lr"`` needs ``lr_feature``)."""
+        return [f for f, ok in (("paper", self.replace), ("lr", self.lr_feature)) if ok]
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain JSON-able data (``from_dict`` inverts it)."""
+        d = asdict(self)
+        d["taps"] = [dict(t) for t in d["taps"]]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "GuidanceSpec":

@@ -11,22 +11,47 @@ gradient branch reads them with M(LR); the fusion then either
 
 Whatever the backbone does after its final layer (mean shift, crop...) still runs.
 :meth:`GuidedSR.unwrap` removes every hook and restores the replaced layer.
+
+Backbones that pad their input (e.g. SwinIR, to a multiple of its window) produce
+taps larger than the LR input: taps are cropped to the LR size (padding is assumed at
+the bottom/right, as every reference implementation does) and the branch features are
+zero-padded to the size of the backbone feature they are fused with.
+
+:func:`wrap` records in ``GuidedSR.config`` how to rebuild the model (backbone registry
+name and config, spec, fusion, block names...), so :func:`gradguide.save` /
+:func:`gradguide.load` round-trip wrapped models of registered backbones
+(:func:`rebuild`, registered as the ``"guided"`` architecture).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Optional, Union
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import SpecError
+from .errors import CheckpointError, SpecError
+from .nn.blocks import BlockFactory
 from .nn.branch import GradientBranch
-from .nn.fusion import FUSIONS, LRFusion, PaperFusion
+from .nn.fusion import FUSIONS, LRFusion, LRGradientBranch, PaperFusion, block_factory
 from .ops import gradient_map
 from .spec import GuidanceSpec
 from .types import SROutput
 
-__all__ = ["GuidedSR", "wrap", "unwrap", "spec_for"]
+__all__ = [
+    "GuidedSR",
+    "wrap",
+    "unwrap",
+    "spec_for",
+    "entry_for",
+    "rebuild",
+    "BackboneLoadReport",
+    "DEFAULT_LR_BRANCH_WIDTH",
+]
+
+#: default gradient-branch width of the efficient ``"lr"`` fusion
+DEFAULT_LR_BRANCH_WIDTH = 32
 
 
 class _FusionSlot(nn.Module):
@@ -45,6 +70,33 @@ class _FusionSlot(nn.Module):
 
     def extra_repr(self) -> str:
         return f"replaces={self.replaced!r}"
+
+
+def _fit(t: Tensor, size: "tuple[int, int] | torch.Size") -> Tensor:
+    """Crop (bottom/right) or zero-pad (bottom/right) ``t (B, C, H, W)`` to spatial ``size``."""
+    h, w = int(size[-2]), int(size[-1])
+    th, tw = t.shape[-2:]
+    if (th, tw) == (h, w):
+        return t
+    t = t[..., : min(th, h), : min(tw, w)]
+    if th < h or tw < w:
+        t = F.pad(t, (0, max(0, w - tw), 0, max(0, h - th)))
+    return t
+
+
+@dataclass
+class BackboneLoadReport:
+    """What :meth:`GuidedSR.load_backbone_state_dict` did with each key."""
+
+    loaded: int = 0
+    layout: str = "backbone"
+    ignored: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.unexpected
 
 
 def _first_tensor(out: Any) -> Tensor:
@@ -93,6 +145,11 @@ class GuidedSR(nn.Module):
         self.grad_padding = grad_padding
         #: how this model was built (saved in checkpoint metadata)
         self.config: dict = dict(config or {})
+        if placement == "hr" and not spec.replace:
+            raise SpecError(
+                f"fusion='paper' needs spec.replace (the final reconstruction layer) for "
+                f"{type(backbone).__name__}; this backbone supports fusion={spec.fusions()}"
+            )
         self._replaced: dict[str, nn.Module] = {}
         self._handles: list[Any] = []
         self._ctx: Optional[dict] = None
@@ -144,14 +201,24 @@ class GuidedSR(nn.Module):
             raise SpecError(
                 f"taps {missing} did not run before the fusion point; check the spec's module names and order"
             )
-        return [ctx[i] for i in range(len(self.spec.taps))]
+        size = ctx["lr_grad"].shape[-2:]
+        taps = []
+        for i, t in enumerate(self.spec.taps):
+            f = ctx[i]
+            if f.ndim != 4 or f.shape[-2] < size[-2] or f.shape[-1] < size[-1]:
+                raise SpecError(
+                    f"tap {t.name!r} gave shape {tuple(f.shape)}; expected (B, {t.channels}, H, W) at least "
+                    f"the LR size {tuple(size)}"
+                )
+            taps.append(_fit(f, size))
+        return taps
 
     def _fuse_hr(self, h: Tensor) -> Tensor:
         ctx = self._ctx
         feats, grad = self.branch(ctx["lr_grad"], self._taps())
         ctx["grad"] = grad
         hr = ctx.get("hr", h)
-        return self.fusion(feats, hr)
+        return self.fusion(_fit(feats, hr.shape), hr)
 
     def _fuse_lr(self, module: nn.Module, args: Any, out: Any) -> Any:
         ctx = self._ctx
@@ -160,7 +227,7 @@ class GuidedSR(nn.Module):
         f = _first_tensor(out)
         lr_feats = self.branch.forward_lr(ctx["lr_grad"], self._taps())
         ctx["grad"] = self.branch.forward_hr(lr_feats)[1]
-        fused = self.fusion(lr_feats, f)
+        fused = self.fusion(_fit(lr_feats, f.shape), f)
         if isinstance(out, Tensor):
             return fused
         return (fused, *out[1:])
@@ -184,6 +251,52 @@ class GuidedSR(nn.Module):
         """Modules that train during the branch warm-up (the fusion block)."""
         return list(self.fusion.warmup_modules())
 
+    @property
+    def replaced_layers(self) -> list[str]:
+        """Backbone module names replaced by the fusion (their keys are not in the state dict)."""
+        return list(self._replaced)
+
+    def load_backbone_state_dict(self, state_dict: dict, *, strict: bool = True) -> BackboneLoadReport:
+        """Load the wrapped backbone's own (e.g. pretrained) weights.
+
+        ``state_dict`` uses the backbone's module names, or any layout gradguide knows
+        (``gradguide.checkpoints``: e.g. ESRGAN's old names), converted on the fly. Keys
+        of the layer replaced by the fusion are ignored, with the reason in the report;
+        with ``strict`` any other missing or unexpected key raises
+        :class:`~gradguide.errors.CheckpointError` naming them.
+        """
+        own = self.backbone.state_dict()
+        sd = dict(state_dict)
+        report = BackboneLoadReport()
+        if not any(k in own for k in sd):
+            from .checkpoints import convert_state_dict
+
+            try:
+                layout, _, _, sd, ignored = convert_state_dict(sd, {}, self.scale)
+            except CheckpointError:
+                pass
+            else:
+                report.layout = layout.name
+                report.ignored.update(ignored)
+        for name in self._replaced:
+            for k in [k for k in sd if k.startswith(name + ".")]:
+                report.ignored[k] = f"{name} is replaced by the fusion block"
+                del sd[k]
+        report.missing = [k for k in own if k not in sd]
+        report.unexpected = [k for k in sd if k not in own]
+        bad = [f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in sd and sd[k].shape != own[k].shape]
+        if bad:
+            raise CheckpointError(f"backbone state dict: shape mismatch: {', '.join(bad[:4])}")
+        if strict and not report.ok:
+            from .checkpoints import _names
+
+            parts = [f"missing: {_names(report.missing)}" if report.missing else "",
+                     f"unexpected: {_names(report.unexpected)}" if report.unexpected else ""]
+            raise CheckpointError(f"backbone state dict ({report.layout}): {'; '.join(p for p in parts if p)}")
+        self.backbone.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
+        report.loaded = sum(1 for k in sd if k in own)
+        return report
+
 
 def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
@@ -191,15 +304,24 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
+def entry_for(model: nn.Module) -> Optional[tuple[str, Any]]:
+    """``(name, BackboneEntry)`` of the registered backbone covering ``model``'s class, or None."""
+    from .plugins import registries
+
+    for name, entry in registries().backbones.items():
+        if entry.covers(model):
+            return name, entry
+    return None
+
+
 def spec_for(model: nn.Module) -> GuidanceSpec:
     """The registered :class:`GuidanceSpec` for ``model``'s class (via the plugin registry)."""
     from .plugins import registries
 
-    regs = registries()
-    for _, entry in regs.backbones.items():
-        if isinstance(model, entry.classes):
-            return entry.spec(model)
-    known = ", ".join(regs.backbones.names()) or "(none)"
+    found = entry_for(model)
+    if found is not None:
+        return found[1].spec(model)
+    known = ", ".join(registries().backbones.names()) or "(none)"
     raise SpecError(
         f"no registered backbone covers {type(model).__module__}.{type(model).__qualname__} "
         f"(registered: {known}); pass spec=GuidanceSpec(taps=[Tap(name, channels), ...], "
@@ -214,8 +336,8 @@ def wrap(
     *,
     fusion: str = "paper",
     branch_width: Optional[int] = None,
-    branch_block: Optional[Callable[[int], nn.Module]] = None,
-    fusion_block: Optional[Callable[[int], nn.Module]] = None,
+    branch_block: "str | BlockFactory | None" = None,
+    fusion_block: "str | BlockFactory | None" = None,
     upsampler: str = "nearest",
     grad_padding: str = "zeros",
 ) -> GuidedSR:
@@ -224,32 +346,103 @@ def wrap(
     Args:
         model: any SR network mapping ``(B, C, H, W)`` to ``(B, C, sH, sW)``.
         spec: tap points etc.; looked up in the backbone registry when omitted.
-        fusion: ``"paper"`` (HR fusion, SPSR-exact) or ``"lr"`` (efficient, LR fusion).
-        branch_width: gradient-branch width (default: the first tap's channels).
-        branch_block / fusion_block: ``factory(channels) -> module`` for the gradient
-            blocks and the fusion block (defaults: RRDB for "paper", RDB for "lr").
-        upsampler: ``"nearest"`` or ``"pixelshuffle"`` for the branch.
+        fusion: ``"paper"`` (SPSR's HR fusion, exact) or ``"lr"`` (efficient: fuses at LR
+            resolution before upsampling; about 1.1x the backbone's FLOPs for RRDBNet-23).
+        branch_width: gradient-branch width (default: the first tap's channels for
+            ``"paper"``, :data:`DEFAULT_LR_BRANCH_WIDTH` for ``"lr"``).
+        branch_block / fusion_block: block type for the gradient blocks and the fusion
+            block, by name (``"rrdb"``, ``"rdb"``, ``"res"``) or as a
+            ``factory(channels) -> module``; defaults ``"rrdb"`` for ``"paper"``,
+            ``"rdb"`` for ``"lr"``.
+        upsampler: ``"nearest"`` or ``"pixelshuffle"`` for the ``"paper"`` branch's HR
+            part (the ``"lr"`` branch always uses a pixel-shuffle gradient head).
+        grad_padding: padding of the gradient operator M (``"zeros"`` as in SPSR).
+
+    Shapes: ``forward(lr (B, C, H, W)) -> SROutput(sr (B, C, sH, sW), grad (B, C, sH, sW),
+    lr_grad (B, C, H, W))``.
     """
     if isinstance(model, GuidedSR):
         raise SpecError("model is already wrapped; call .unwrap() first")
-    spec = spec or spec_for(model)
     if fusion not in FUSIONS:
         raise SpecError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
-    width = branch_width or spec.taps[0].channels
+    found = entry_for(model)
+    if spec is None:
+        spec = spec_for(model)
+    spec.validate(model)
+    if fusion not in spec.fusions():
+        raise SpecError(
+            f"fusion={fusion!r} is not possible for {type(model).__name__} with this spec "
+            f"(needs {'replace' if fusion == 'paper' else 'lr_feature'}); possible: {spec.fusions()}"
+        )
+    taps = [t.channels for t in spec.taps]
     if fusion == "paper":
-        branch = GradientBranch(
-            [t.channels for t in spec.taps], in_channels=spec.in_channels, out_channels=spec.out_channels,
-            width=width, scale=spec.scale, block=branch_block, upsampler=upsampler,
+        bblock, bname = block_factory(branch_block, "rrdb")
+        fblock, fname = block_factory(fusion_block, "rrdb")
+        width = branch_width or spec.taps[0].channels
+        branch: GradientBranch = GradientBranch(
+            taps, in_channels=spec.in_channels, out_channels=spec.out_channels,
+            width=width, scale=spec.scale, block=bblock, upsampler=upsampler,
         )
-        fuse: nn.Module = PaperFusion(spec.hr_channels, width, spec.out_channels, block=fusion_block)
+        fuse: nn.Module = PaperFusion(spec.hr_channels, width, spec.out_channels, block=fblock)
     else:
-        branch = GradientBranch(
-            [t.channels for t in spec.taps], in_channels=spec.in_channels, out_channels=spec.out_channels,
-            width=width, scale=spec.scale, block=branch_block, upsampler=upsampler, hr_head=False,
+        bblock, bname = block_factory(branch_block, "rdb")
+        fblock, fname = block_factory(fusion_block, "rdb")
+        width = branch_width or DEFAULT_LR_BRANCH_WIDTH
+        branch = LRGradientBranch(
+            taps, in_channels=spec.in_channels, out_channels=spec.out_channels,
+            width=width, scale=spec.scale, block=bblock,
         )
-        fuse = LRFusion(spec.lr_channels or width, width, block=fusion_block)
-    config = {"fusion": fusion, "branch_width": width, "upsampler": upsampler, "grad_padding": grad_padding}
+        fuse = LRFusion(spec.lr_channels, width, block=fblock)
+    backbone_name, backbone_config = None, None
+    if found is not None:
+        backbone_name = found[0]
+        if found[1].config_of is not None:
+            backbone_config = dict(found[1].config_of(model))
+    config = {
+        "backbone": backbone_name,
+        "backbone_config": backbone_config,
+        "spec": spec.to_dict(),
+        "fusion": fusion,
+        "branch_width": width,
+        "branch_block": bname,
+        "fusion_block": fname,
+        "upsampler": upsampler,
+        "grad_padding": grad_padding,
+    }
     return GuidedSR(model, spec, branch, fuse, grad_padding=grad_padding, config=config)
+
+
+def rebuild(**config: Any) -> GuidedSR:
+    """Rebuild a wrapped model from the ``config`` :func:`wrap` recorded (the ``"guided"``
+    architecture of :mod:`gradguide.checkpoints`); weights are not loaded."""
+    from .plugins import registries
+
+    name = config.get("backbone")
+    if not name:
+        raise CheckpointError(
+            "guided model of an unregistered backbone: rebuild it with wrap(model, spec) and pass "
+            "model= to gradguide.load"
+        )
+    for key in ("branch_block", "fusion_block"):
+        if config.get(key) == "custom":
+            raise CheckpointError(
+                f"guided model built with a custom {key} factory: rebuild it with wrap(...) and pass "
+                f"model= to gradguide.load"
+            )
+    regs = registries()
+    if name not in regs.backbones:
+        known = ", ".join(regs.backbones.names()) or "(none)"
+        raise CheckpointError(f"backbone {name!r} is not registered (is its plugin installed?); registered: {known}")
+    entry = regs.backbones.get(name)
+    if config.get("backbone_config") is None:
+        raise CheckpointError(f"backbone {name!r} has no config_of, so its hyperparameters were not saved")
+    backbone = entry.factory(**config["backbone_config"])
+    spec = GuidanceSpec.from_dict(config["spec"]) if config.get("spec") else entry.spec(backbone)
+    return wrap(
+        backbone, spec, fusion=config.get("fusion", "paper"), branch_width=config.get("branch_width"),
+        branch_block=config.get("branch_block"), fusion_block=config.get("fusion_block"),
+        upsampler=config.get("upsampler", "nearest"), grad_padding=config.get("grad_padding", "zeros"),
+    )
 
 
 def unwrap(model: GuidedSR) -> nn.Module:
