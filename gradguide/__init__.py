@@ -9,10 +9,19 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__", "gradient_map", "GradientMap", "SROutput",
     "load", "save", "load_checkpoint", "wrap", "unwrap", "GuidedSR", "create_spsr", "GuidanceSpec", "Tap",
+    "evaluate", "upscale",
 ]
 
 
 def __getattr__(name: str):  # lazy: keep `import gradguide` cheap
+    if name == "evaluate":
+        from .eval.evaluate import evaluate
+
+        return evaluate
+    if name == "upscale":
+        from .infer.upscale import upscale
+
+        return upscale
     if name in ("load", "save", "load_checkpoint"):
         from . import checkpoints
 

@@ -242,7 +242,7 @@ def _to_hwc(rgb: Tensor, alpha: Optional[Tensor], grey: bool, bit_depth: int) ->
 
 def write_image(
     path: PathLike,
-    rgb: Tensor,
+    rgb: Union[Tensor, np.ndarray],
     *,
     alpha: Optional[Tensor] = None,
     bit_depth: int = 8,
@@ -253,6 +253,8 @@ def write_image(
     Args:
         path: destination; parent folders are created. Written as PNG whatever the suffix.
         rgb: ``(3, H, W)`` (or ``(1, H, W)``) float in ``[0, 1]``; clipped and rounded.
+            A numpy ``uint8``/``uint16`` array ``(H, W[, C])`` is written as it is
+            (``alpha``, ``grey`` and ``bit_depth`` are then taken from the array).
         alpha: optional ``(1, H, W)`` float in ``[0, 1]``.
         bit_depth: 8 or 16 bits per channel.
         grey: write one grey channel (the mean of the three channels).
@@ -261,7 +263,13 @@ def write_image(
         the path written.
     """
     p = Path(path)
-    arr = _to_hwc(rgb, alpha, grey, bit_depth)
+    if isinstance(rgb, np.ndarray):  # already quantised (H, W) / (H, W, C) uint8 or uint16
+        if rgb.dtype not in (np.uint8, np.uint16) or rgb.ndim not in (2, 3):
+            raise ValueError(f"write_image: numpy input must be uint8/uint16 (H, W[, C]), got {rgb.dtype} {rgb.shape}")
+        arr = np.ascontiguousarray(rgb)
+        bit_depth = 16 if rgb.dtype == np.uint16 else 8
+    else:
+        arr = _to_hwc(rgb, alpha, grey, bit_depth)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
     try:

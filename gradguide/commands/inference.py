@@ -1,0 +1,78 @@
+"""``gradguide upscale`` and ``gradguide export``."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction, fmt: type) -> None:
+    from ..infer.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
+
+    p = sub.add_parser(
+        "upscale",
+        help="super-resolve image files, folders or globs (tiled, streamed)",
+        description="Upscale images with a model. The image stays in CPU memory and one tile at a time "
+        "goes to the device; overlapping tiles are blended (no seams). The tile size halves on out-of-memory. "
+        "Greyscale, RGBA (alpha upscaled separately, bicubic) and 16-bit PNG are kept as such. Unreadable files "
+        "are named and skipped; the batch goes on (exit code 1 if any was skipped).",
+        formatter_class=fmt,
+    )
+    p.add_argument("model", metavar="MODEL", help="checkpoint file readable by gradguide.load")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output folder")
+    p.add_argument("--scale", type=int, default=None, help="override the model's scale")
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE, help=f"tile side in LR px, 0 = whole image (default {DEFAULT_TILE})")
+    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help=f"tile overlap in LR px (default {DEFAULT_OVERLAP})")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or mps (default cpu)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="default fp32")
+    p.add_argument("--save-grad", action="store_true", help="also write the gradient branch's map as <name>_grad.png")
+    p.add_argument("--compare", action="store_true", help="also write <name>_compare.png (bicubic | model)")
+    p.add_argument("--max-pixels", type=int, default=None, help="refuse larger inputs (default 8192*8192)")
+    p.add_argument("--suffix", default="", help="added to output file stems")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_upscale)
+
+    q = sub.add_parser(
+        "export",
+        help="export a model to ONNX (dynamic height/width) and check it with onnxruntime",
+        formatter_class=fmt,
+    )
+    q.add_argument("model", metavar="MODEL", help="checkpoint file readable by gradguide.load")
+    q.add_argument("output", metavar="OUT.onnx", help="ONNX file to write")
+    q.add_argument("--scale", type=int, default=None, help="upscaling factor, where the file cannot tell")
+    q.add_argument("--with-grad", action="store_true", help="also export the gradient map (output 'grad')")
+    q.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    q.add_argument("--dynamo", action="store_true", help="use the torch.export-based exporter")
+    q.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
+    q.set_defaults(func=_export)
+
+
+def _upscale(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ..infer.upscale import upscale
+
+    err = Console(stderr=True)
+    results = upscale(
+        args.model, args.inputs, args.out, scale=args.scale, tile=args.tile or None, overlap=args.overlap,
+        device=args.device, precision=args.precision, save_grad=args.save_grad, compare=args.compare,
+        max_pixels=args.max_pixels, suffix=args.suffix, progress=not args.no_progress, console=err,
+    )
+    ok = [r for r in results if r.ok]
+    bad = [r for r in results if not r.ok]
+    err.print(f"{len(ok)} written to {args.out}, {len(bad)} skipped", highlight=False)
+    return 0 if not bad else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ..infer.onnx_export import export_onnx
+    from ..infer.upscale import resolve_model
+
+    model = resolve_model(args.model, args.scale)
+    rep = export_onnx(model, args.output, with_grad=args.with_grad, opset=args.opset, dynamo=args.dynamo, check=not args.no_check)
+    out = Console()
+    out.print(f"wrote {rep.path} (outputs: {', '.join(rep.outputs)}; opset {rep.opset}; dynamic batch/height/width)", highlight=False)
+    for name, e in rep.max_abs_error.items():
+        out.print(f"onnxruntime parity on a random {rep.check_shape} input: {name} max abs error {e:.3e}", highlight=False)
+    return 0

@@ -1,0 +1,40 @@
+"""The evaluation protocol, as data: what every reported number was computed with."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..errors import GradguideError
+
+__all__ = ["Protocol", "METRICS", "LOWER_IS_BETTER", "EvalError"]
+
+
+class EvalError(GradguideError, ValueError):
+    """Bad evaluation input (model, --metrics, --scale); one line naming the argument."""
+
+#: metric keys in the order of the paper's Table 1 (PI, LPIPS, PSNR, SSIM), then the extras
+METRICS: tuple[str, ...] = ("PI", "LPIPS", "PSNR", "SSIM", "NIQE", "GMSD", "GradL1")
+LOWER_IS_BETTER: frozenset[str] = frozenset({"PI", "LPIPS", "NIQE", "GMSD", "GradL1"})
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Recorded with every result (JSON ``protocol``, the table caption)."""
+
+    scale: int
+    crop: int
+    colour_space: str = "Y of ITU-R BT.601 as MATLAB rgb2ycbcr (16-235), rounded to integers (PSNR, SSIM, NIQE)"
+    rounding: str = "SR and HR rounded to uint8 (round half up, clipped) before every metric"
+    resize_kernel: str = (
+        "MATLAB imresize bicubic (Keys a=-0.5, antialiased, symmetric borders), uint8 in/out, "
+        "HR cropped to a multiple of the scale"
+    )
+    crop_applies_to: str = "all metrics (PSNR, SSIM, LPIPS, NIQE, GMSD, GradL1)"
+    ssim: str = "Wang et al. 2004: 11x11 Gaussian window sigma 1.5, K1=0.01, K2=0.03, L=255, valid region, on Y"
+    lpips: str = "lpips 0.1 (AlexNet trunk unless stated), RGB in [-1, 1]"
+    niqe: str = "niqe_release (MATLAB) port: 96x96 blocks, pristine parameters, Y channel"
+    gmsd: str = "Xue et al. 2014 GMSD.m: luma 0.299/0.587/0.114, 2x2 average + decimation, Prewitt, c=170"
+    gradient_l1: str = "mean |M(SR) - M(HR)|, SPSR Eq. 2 with zero padding, RGB in [0, 1]"
+    pi: str = "PI = ((10 - Ma) + NIQE) / 2; needs Ma et al.'s model"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
