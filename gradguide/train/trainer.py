@@ -153,6 +153,25 @@ class Trainer:
             raise CheckpointError(f"--resume: no training state at {state_path}")
         if not resume and state_path.is_file():
             raise CheckpointError(f"{state_path} exists: pass --resume to continue that run, or choose another --out")
+        # data first: a missing or empty folder fails before any model is built
+        ds = train_dataset if train_dataset is not None else build_train_dataset(recipe)
+        if len(ds) == 0:
+            raise DataError(f"{recipe.data.hr or 'training data'}: the training dataset is empty")
+        try:
+            self.sampler = ResumableBatchSampler(
+                len(ds), t.batch_size, seed=recipe.data.seed, rank=self.dist.rank, world_size=self.dist.world_size
+            )
+        except ValueError as exc:
+            raise DataError(f"{recipe.data.hr or 'training data'}: {exc}") from None
+        self.loader = torch.utils.data.DataLoader(
+            EpochIndexed(ds),
+            batch_sampler=self.sampler,
+            num_workers=recipe.data.workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(recipe.data.seed),  # never touch the global RNG
+            persistent_workers=recipe.data.workers > 0,
+        )
+        self.val_dataset = val_dataset if val_dataset is not None else (build_val_dataset(recipe) if recipe.val.every else None)
         _seed_everything(t.seed)
 
         # models and objective
@@ -182,25 +201,6 @@ class Trainer:
         self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.amp]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
 
-        # data
-        ds = train_dataset if train_dataset is not None else build_train_dataset(recipe)
-        if len(ds) == 0:
-            raise DataError(f"{recipe.data.hr or 'training data'}: the training dataset is empty")
-        try:
-            self.sampler = ResumableBatchSampler(
-                len(ds), t.batch_size, seed=recipe.data.seed, rank=self.dist.rank, world_size=self.dist.world_size
-            )
-        except ValueError as exc:
-            raise DataError(f"{recipe.data.hr or 'training data'}: {exc}") from None
-        self.loader = torch.utils.data.DataLoader(
-            EpochIndexed(ds),
-            batch_sampler=self.sampler,
-            num_workers=recipe.data.workers,
-            pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(recipe.data.seed),  # never touch the global RNG
-            persistent_workers=recipe.data.workers > 0,
-        )
-        self.val_dataset = val_dataset if val_dataset is not None else (build_val_dataset(recipe) if recipe.val.every else None)
 
         # progress counters (restored on resume)
         self.iteration = 0
@@ -441,6 +441,8 @@ class Trainer:
         t, v = self.recipe.train, self.recipe.val
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.out_dir.glob(f".{STATE_FILE}.*.tmp"):  # left by a killed write
+                stale.unlink(missing_ok=True)
             (self.out_dir / RECIPE_FILE).write_text(recipe_to_toml(self.recipe), encoding="utf-8")
         gdist.barrier(self.dist)
         self._writer = self._open_writer()
@@ -518,7 +520,7 @@ class Trainer:
                 self._writer.add_scalar(f"loss/{k}", val, self.iteration)
             self._writer.add_scalar("lr/G", lr_g, self.iteration)
             self._writer.add_scalar("train/skipped_steps", self.skipped_steps, self.iteration)
-        if not self.recipe.log.progress:
+        if not self.recipe.log.progress or not self.console.is_terminal:
             self._say(f"it {self.iteration}/{self.recipe.train.iterations} lr {lr_g:.3g} " + " ".join(f"{k}={x:.4g}" for k, x in terms.items()))
 
     def _run_validation(self) -> None:

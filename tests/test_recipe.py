@@ -1,0 +1,189 @@
+"""Recipes: typed TOML, unknown keys, overrides, validation, shipped recipes, CLI errors."""
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from gradguide.cli import main
+from gradguide.errors import RecipeError
+from gradguide.train.recipe import (
+    Recipe,
+    apply_overrides,
+    list_recipes,
+    load_recipe,
+    recipe_from_dict,
+    recipe_to_toml,
+    resolve_recipe,
+)
+
+SHIPPED = ["esrgan_x4", "quickstart", "rrdb_psnr_x4", "spsr_wo_gb_x4", "spsr_wo_gl_x4", "spsr_x4"]
+
+
+def test_shipped_recipes_are_registered_and_valid():
+    assert list_recipes() == SHIPPED
+    for name in SHIPPED:
+        r = resolve_recipe(name)
+        assert isinstance(r, Recipe) and r.name == name
+        # data paths are arguments, never hard-coded
+        assert r.data.hr == r.data.lr == r.data.val_hr == r.data.val_lr == ""
+
+
+def test_spsr_x4_has_the_paper_settings():
+    r = resolve_recipe("spsr_x4")
+    assert (r.model.arch, r.model.nf, r.model.nb, r.model.gc, r.model.scale) == ("spsr", 64, 23, 32, 4)
+    assert (r.optim.lr_g, r.optim.lr_d, r.optim.betas, r.optim.eps) == (1e-4, 1e-4, [0.9, 0.999], 1e-8)
+    assert r.optim.milestones == [50_000, 100_000, 200_000, 300_000] and r.optim.gamma == 0.5
+    assert r.train.iterations == 500_000 and r.train.warmup_iters == 5000
+    assert r.data.crop == 128 and r.train.batch_size == 30
+    l = r.loss
+    assert (l.perceptual, l.pixel, l.gan, l.gradient_pixel, l.gradient_gan, l.branch) == (1.0, 0.01, 0.005, 0.01, 0.005, 0.5)
+    assert l.perceptual_layer == "conv5_4" and l.on_missing_vgg == "error"
+
+
+def test_baseline_and_ablations_differ_only_in_gradient_parts():
+    spsr, esr = resolve_recipe("spsr_x4"), resolve_recipe("esrgan_x4")
+    wo_gb, wo_gl = resolve_recipe("spsr_wo_gb_x4"), resolve_recipe("spsr_wo_gl_x4")
+    assert esr.model.arch == "rrdbnet" and (esr.loss.gradient_pixel, esr.loss.gradient_gan, esr.loss.branch) == (0, 0, 0)
+    # w/o GB: no branch, gradient losses kept
+    assert wo_gb.model.arch == "rrdbnet" and wo_gb.loss.branch == 0
+    assert (wo_gb.loss.gradient_pixel, wo_gb.loss.gradient_gan) == (0.01, 0.005)
+    # w/o GL: branch (and its loss) kept, no gradient losses on M(SR)
+    assert wo_gl.model.arch == "spsr" and wo_gl.loss.branch == 0.5
+    assert (wo_gl.loss.gradient_pixel, wo_gl.loss.gradient_gan) == (0, 0)
+    for r in (esr, wo_gb, wo_gl):
+        assert r.optim == spsr.optim and r.train.batch_size == spsr.train.batch_size
+        assert (r.loss.perceptual, r.loss.pixel, r.loss.gan) == (1.0, 0.01, 0.005)
+    psnr = resolve_recipe("rrdb_psnr_x4")
+    assert psnr.optim.lr_g == 2e-4 and psnr.optim.milestones == [200_000, 400_000, 600_000, 800_000]
+    assert psnr.train.iterations == 1_000_000 and psnr.train.batch_size == 16
+    assert (psnr.loss.pixel, psnr.loss.perceptual, psnr.loss.gan) == (1.0, 0.0, 0.0)
+
+
+def test_unknown_keys_are_refused_with_a_suggestion(tmp_path):
+    f = tmp_path / "r.toml"
+    f.write_text("[train]\nbatch_sise = 8\n")
+    with pytest.raises(RecipeError) as e:
+        load_recipe(f)
+    msg = str(e.value)
+    assert str(f) in msg and "train.batch_sise" in msg and "batch_size" in msg and "\n" not in msg
+    f.write_text("[optimiser]\nlr_g = 1\n")
+    with pytest.raises(RecipeError, match="did you mean 'optim'"):
+        load_recipe(f)
+
+
+def test_types_are_checked():
+    with pytest.raises(RecipeError, match=r"train\.batch_size must be int"):
+        recipe_from_dict({"train": {"batch_size": "8"}}, "x.toml")
+    with pytest.raises(RecipeError, match=r"train\.deterministic must be bool"):
+        recipe_from_dict({"train": {"deterministic": 1}}, "x.toml")
+    r = recipe_from_dict({"optim": {"lr_g": 1}}, "x.toml")  # ints widen to float
+    assert r.optim.lr_g == 1.0 and isinstance(r.optim.lr_g, float)
+
+
+@pytest.mark.parametrize(
+    "data,key",
+    [
+        ({"data": {"crop": 30}}, "data.crop"),
+        ({"model": {"scale": 5}}, "model.scale"),
+        ({"model": {"arch": "rrdbnet"}, "loss": {"branch": 0.5}}, "loss.branch"),
+        ({"train": {"amp": "fp8"}}, "train.amp"),
+        ({"optim": {"milestones": [20, 10]}}, "optim.milestones"),
+        ({"model": {"arch": "wrap", "backbone": "nope"}}, "model.backbone"),
+    ],
+)
+def test_validation_names_the_key(data, key):
+    with pytest.raises(RecipeError, match=key.replace(".", r"\.")):
+        recipe_from_dict(data, "x.toml").validate()
+
+
+def test_overrides_coerce_types():
+    r = resolve_recipe("spsr_x4")
+    r2 = apply_overrides(
+        r,
+        [
+            "train.batch_size=8",
+            "optim.lr_g=2e-4",
+            "optim.milestones=[10, 20]",
+            "train.deterministic=true",
+            "data.hr=/some/dir",
+            "data.val_hr=2024",
+            "model.backbone_config.nf=16",
+        ],
+    )
+    assert r2.train.batch_size == 8 and r2.optim.lr_g == 2e-4 and r2.optim.milestones == [10, 20]
+    assert r2.train.deterministic is True and r2.data.hr == "/some/dir" and r2.data.val_hr == "2024"
+    assert r2.model.backbone_config == {"nf": 16}
+    assert r.train.batch_size == 30  # the original is untouched
+    with pytest.raises(RecipeError, match="did you mean 'batch_size'"):
+        apply_overrides(r, ["train.batch_sise=8"])
+    with pytest.raises(RecipeError, match="cannot parse"):
+        apply_overrides(r, ["train.batch_size=eight"])
+    with pytest.raises(RecipeError, match="section.key=value"):
+        apply_overrides(r, ["train.batch_size"])
+
+
+def test_toml_round_trip():
+    r = apply_overrides(resolve_recipe("quickstart"), ["data.hr=/x", "loss.gan=0.5"])
+    back = recipe_from_dict(tomllib.loads(recipe_to_toml(r)), "back").validate()
+    assert back == r
+
+
+def test_resolve_unknown_name_suggests():
+    with pytest.raises(RecipeError, match="spsr_x4"):
+        resolve_recipe("spsr_x5")
+
+
+# ---- command line: bad inputs give one line and exit code 2
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_cli_recipes_lists_them(capsys):
+    code, out, _ = _run(capsys, "recipes")
+    assert code == 0
+    for name in SHIPPED:
+        assert name in out
+
+
+def _one_line_error(code, err, *needles):
+    assert code == 2
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_cli_missing_data_folder(capsys, tmp_path):
+    code, _, err = _run(capsys, "train", "quickstart", "--data-hr", str(tmp_path / "nope"), "--out", str(tmp_path / "o"))
+    _one_line_error(code, err, "--data-hr", "not found")
+
+
+def test_cli_empty_data_folder(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, _, err = _run(capsys, "train", "quickstart", "--data-hr", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
+    _one_line_error(code, err, "empty")
+    assert not (tmp_path / "o" / "state.pt").exists()
+
+
+def test_cli_misspelled_key_in_file(capsys, tmp_path):
+    f = tmp_path / "mine.toml"
+    f.write_text('[model]\narch = "spsr"\n[loss]\ngradient_gann = 0.1\n')
+    code, _, err = _run(capsys, "train", str(f), "--data-hr", str(tmp_path))
+    _one_line_error(code, err, "mine.toml", "loss.gradient_gann", "gradient_gan")
+
+
+def test_cli_unsupported_scale(capsys, tmp_path):
+    code, _, err = _run(capsys, "train", "spsr_x4", "--data-hr", str(tmp_path), "--set", "model.scale=5")
+    _one_line_error(code, err, "model.scale", "5")
+
+
+def test_cli_dry_run_prints_resolved_recipe(capsys, tmp_path):
+    code, out, _ = _run(capsys, "train", "spsr_x4", "--data-hr", str(tmp_path), "--set", "train.batch_size=2", "--dry-run")
+    assert code == 0
+    r = recipe_from_dict(tomllib.loads(out), "out").validate()
+    assert r.train.batch_size == 2 and r.data.hr == str(tmp_path)
