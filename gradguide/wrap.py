@@ -334,7 +334,7 @@ def wrap(
     model: nn.Module,
     spec: Optional[GuidanceSpec] = None,
     *,
-    fusion: str = "paper",
+    fusion: Optional[str] = None,
     branch_width: Optional[int] = None,
     branch_block: "str | BlockFactory | None" = None,
     fusion_block: "str | BlockFactory | None" = None,
@@ -348,6 +348,7 @@ def wrap(
         spec: tap points etc.; looked up in the backbone registry when omitted.
         fusion: ``"paper"`` (SPSR's HR fusion, exact) or ``"lr"`` (efficient: fuses at LR
             resolution before upsampling; about 1.1x the backbone's FLOPs for RRDBNet-23).
+            Default: ``"paper"`` where the spec allows it (it names ``replace``), else ``"lr"``.
         branch_width: gradient-branch width (default: the first tap's channels for
             ``"paper"``, :data:`DEFAULT_LR_BRANCH_WIDTH` for ``"lr"``).
         branch_block / fusion_block: block type for the gradient blocks and the fusion
@@ -363,12 +364,14 @@ def wrap(
     """
     if isinstance(model, GuidedSR):
         raise SpecError("model is already wrapped; call .unwrap() first")
-    if fusion not in FUSIONS:
+    if fusion is not None and fusion not in FUSIONS:
         raise SpecError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
     found = entry_for(model)
     if spec is None:
         spec = spec_for(model)
     spec.validate(model)
+    if fusion is None:
+        fusion = spec.fusions()[0]
     if fusion not in spec.fusions():
         raise SpecError(
             f"fusion={fusion!r} is not possible for {type(model).__name__} with this spec "
@@ -439,7 +442,7 @@ def rebuild(**config: Any) -> GuidedSR:
     backbone = entry.factory(**config["backbone_config"])
     spec = GuidanceSpec.from_dict(config["spec"]) if config.get("spec") else entry.spec(backbone)
     return wrap(
-        backbone, spec, fusion=config.get("fusion", "paper"), branch_width=config.get("branch_width"),
+        backbone, spec, fusion=config.get("fusion"), branch_width=config.get("branch_width"),
         branch_block=config.get("branch_block"), fusion_block=config.get("fusion_block"),
         upsampler=config.get("upsampler", "nearest"), grad_padding=config.get("grad_padding", "zeros"),
     )
