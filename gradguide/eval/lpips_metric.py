@@ -68,7 +68,11 @@ def create_lpips(net: str = "alex", *, weights: Optional[Union[str, os.PathLike]
     if net not in BACKBONE_FILES:
         raise ValueError(f"lpips net must be one of {sorted(BACKBONE_FILES)}, got {net!r}")
     path = None if random_backbone else backbone_weights_path(net, weights)
-    model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
+    import warnings
+
+    with warnings.catch_warnings():  # torchvision's 'pretrained' deprecation chatter from lpips
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
     if path is not None:
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)

@@ -204,8 +204,8 @@ def run_tiles(
         raise InferenceError(f"--overlap {overlap}: must be >= 0")
     h, w = lr.shape[-2:]
     cur = max(h, w) if not tile else int(tile)
-    if cur <= 2 * overlap and cur < max(h, w):
-        raise InferenceError(f"--tile {cur}: must be larger than twice the overlap ({overlap})")
+    if cur <= overlap and cur < max(h, w):
+        raise InferenceError(f"--tile {cur}: must be larger than the overlap ({overlap})")
     model = model.to(device=dev, dtype=dtype).eval()
     while True:
         try:
@@ -217,7 +217,7 @@ def run_tiles(
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
             nxt = cur // 2
-            if nxt < max(min_tile, 2 * overlap + 1):
+            if nxt < max(min_tile, overlap + 1):
                 raise TileOOMError(f"out of memory even with --tile {cur} (overlap {overlap}); use a smaller overlap or another device") from None
             if on_retry is not None:
                 on_retry(nxt, exc)

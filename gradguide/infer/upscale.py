@@ -136,8 +136,11 @@ def upscale_image(
     if alpha is not None:
         from ..data.imresize import imresize
 
-        a = imresize(alpha.double(), float(scale))
-        out[..., -1] = _quantize_band(a, bit_depth)[..., 0]
+        if bit_depth == 8:  # exactly MATLAB imresize(alpha_uint8, scale, 'bicubic')
+            a8 = torch.floor(alpha[0].clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
+            out[..., -1] = imresize(a8, float(scale))
+        else:
+            out[..., -1] = _quantize_band(imresize(alpha.double(), float(scale)), bit_depth)[..., 0]
     sr = out[..., 0] if nc == 1 else out
     return {"sr": sr, "grad": grad_out if state["grad"] else None, "compare": cmp_out, "tile": used}
 
