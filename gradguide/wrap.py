@@ -362,8 +362,8 @@ def wrap(
     Shapes: ``forward(lr (B, C, H, W)) -> SROutput(sr (B, C, sH, sW), grad (B, C, sH, sW),
     lr_grad (B, C, H, W))``.
     """
-    if isinstance(model, GuidedSR):
-        raise SpecError("model is already wrapped; call .unwrap() first")
+    if isinstance(model, GuidedSR) or any(isinstance(m, _FusionSlot) for m in model.modules()):
+        raise SpecError("model is already wrapped; call .unwrap() on its GuidedSR first")
     if fusion is not None and fusion not in FUSIONS:
         raise SpecError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
     found = entry_for(model)

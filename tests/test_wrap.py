@@ -88,6 +88,8 @@ def test_spec_errors():
     g = wrap(TinySR(), tiny_spec())
     with pytest.raises(SpecError, match="already wrapped"):
         wrap(g)
+    with pytest.raises(SpecError, match="already wrapped"):
+        wrap(g.backbone, tiny_spec())
 
 
 def test_spec_dict_round_trip():
