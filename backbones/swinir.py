@@ -101,7 +101,8 @@ class SwinIR(nn.Module):
         self.register_buffer("mean", _mean(rgb_mean, in_chans), persistent=False)
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
         self.patch_embed = _PatchEmbed(embed_dim)
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        n = sum(depths)
+        dpr = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]
         self.layers = nn.ModuleList()
         for i, (d, h) in enumerate(zip(depths, num_heads)):
             start = sum(depths[:i])

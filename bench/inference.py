@@ -76,5 +76,35 @@ def main() -> None:
     print(f"SPSR / RRDBNet: params {p1 / p0:.2f}x, FLOPs {f1 / f0:.2f}x, time {s1 / s0:.2f}x")
 
 
+# ---------------------------------------------------------------------------------
+# issue #3: cost of gradient guidance on every registered backbone, per fusion
+def fusion_ratios(size: int = 32) -> list[tuple[str, str, float, float, float]]:
+    """``(backbone, fusion, backbone GFLOPs, guided GFLOPs, ratio)`` for each registered
+    backbone at its default (paper) configuration. Models are built on the meta device:
+    FlopCounterMode needs only shapes, so even SwinIR's paper fusion is counted quickly."""
+    from gradguide.flops import fusion_cost_table
+    from gradguide.plugins import registries
+
+    rows = []
+    for name, entry in registries().backbones.items():
+        if name.startswith("spandrel-"):
+            continue  # the same architectures as rrdbnet / swinir
+        with torch.device("meta"):
+            model = entry.factory()
+            costs = fusion_cost_table(model, (1, 3, size, size))
+        base = costs[0].flops
+        for c in costs[1:]:
+            rows.append((name, c.name, base / 1e9, c.flops / 1e9, c.ratio))
+    return rows
+
+
+def print_fusion_ratios(size: int = 32) -> None:
+    print(f"\nFLOPs ratio guided/backbone per fusion (LR input {size}x{size}, default configurations)")
+    print(f"{'backbone':<12}{'fusion':<8}{'backbone GFLOPs':>16}{'guided GFLOPs':>15}{'ratio':>8}")
+    for name, fusion, b, g, r in fusion_ratios(size):
+        print(f"{name:<12}{fusion:<8}{b:>16.1f}{g:>15.1f}{r:>7.2f}x")
+
+
 if __name__ == "__main__":
     main()
+    print_fusion_ratios()
