@@ -58,8 +58,8 @@ __all__ = [
 
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 #: default tile side in LR pixels (input), and overlap between neighbouring tiles
-DEFAULT_TILE = 192
-DEFAULT_OVERLAP = 64
+DEFAULT_TILE = 128
+DEFAULT_OVERLAP = 32
 
 
 class InferenceError(GradguideError, ValueError):
