@@ -111,6 +111,7 @@ class TrainConfig:
     checkpoint_every: int = 5000
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1" ...
     d_updates: bool = True  # train the discriminators (ignored when no adversarial term is on)
+    time_limit_s: float = 0.0  # stop (with a checkpoint, resumable) after this many seconds; 0 = none
 
 
 @dataclass
@@ -227,6 +228,8 @@ class Recipe:
             raise bad("train.amp", f"must be one of {', '.join(AMP_MODES)}, got {t.amp!r}")
         if t.nan_patience < 1:
             raise bad("train.nan_patience", "must be >= 1")
+        if t.time_limit_s < 0:
+            raise bad("train.time_limit_s", "must be >= 0")
         if t.checkpoint_every < 1:
             raise bad("train.checkpoint_every", "must be >= 1")
         if len(o.betas) != 2 or not all(isinstance(b, (int, float)) for b in o.betas):

@@ -71,6 +71,7 @@ class TrainResult:
     last_val: Optional[dict] = None
     seconds: float = 0.0
     history: list = field(default_factory=list)
+    stopped: Optional[str] = None  # why training ended before train.iterations (e.g. "time limit")
 
 
 def as_output(out: Any) -> SROutput:
@@ -147,6 +148,7 @@ class Trainer:
         self.device = gdist.resolve_device(t.device, int(os.environ.get("LOCAL_RANK", "0")))
         self.dist = gdist.init_distributed(self.device)
         self.is_main = self.dist.is_main
+        self._prev_deterministic = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
         _set_deterministic(t.deterministic, self.device)
         state_path = self.out_dir / STATE_FILE
         if resume and not state_path.is_file():
@@ -219,7 +221,7 @@ class Trainer:
     # ------------------------------------------------------------------ helpers
     def _say(self, msg: str) -> None:
         if self.is_main:
-            self.console.print(msg, highlight=False, markup=False)
+            self.console.print(msg, highlight=False, markup=False, soft_wrap=True)
 
     @property
     def in_warmup(self) -> bool:
@@ -459,10 +461,11 @@ class Trainer:
             TimeRemainingColumn(),
             TextColumn("{task.fields[losses]}"),
             console=self.console,
-            disable=not (self.is_main and self.recipe.log.progress),
+            disable=not (self.is_main and self.recipe.log.progress and self.console.is_terminal),
             transient=False,
         )
         data = iter(self.loader)
+        stopped: Optional[str] = None
         try:
             with progress:
                 task = progress.add_task("train", total=t.iterations, completed=self.iteration, speed="", losses="")
@@ -498,6 +501,14 @@ class Trainer:
                         self.save_checkpoint()
                     for cb in self.callbacks:
                         cb(self)
+                    if t.time_limit_s and self.iteration < t.iterations:
+                        over = time.perf_counter() - t0 > t.time_limit_s
+                        if gdist.any_true(over, self.dist, self.device):
+                            if self.bad_streak == 0 and self.last_good_iteration != self.iteration:
+                                self.save_checkpoint()
+                            stopped = "time limit"
+                            self._say(f"time limit ({t.time_limit_s:g} s) reached at iteration {self.iteration}; --resume continues")
+                            break
         finally:
             if self._writer is not None:
                 self._writer.close()
@@ -509,6 +520,7 @@ class Trainer:
             last_val=self.last_val,
             seconds=time.perf_counter() - t0,
             history=list(self.history),
+            stopped=stopped,
         )
 
     def _log(self, terms: dict) -> None:
@@ -541,7 +553,11 @@ class Trainer:
         gdist.barrier(self.dist)
 
     def close(self) -> None:
+        """Leave the process group and restore the global determinism settings."""
         gdist.destroy(self.dist)
+        det, bench, cudnn_det = self._prev_deterministic
+        torch.use_deterministic_algorithms(det)
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = bench, cudnn_det
 
 
 def train(recipe: Recipe, out_dir: os.PathLike | str, *, resume: bool = False, **kw) -> TrainResult:
