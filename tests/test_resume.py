@@ -78,21 +78,31 @@ def _cmd(data, val, out, *extra):
     ]  # fmt: skip
 
 
-def _run(args, tmp_path, kill_at_write=0):
+def _start(args, tmp_path, kill_at_write=0):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "KILL_AT_WRITE": str(kill_at_write), "OMP_NUM_THREADS": "1"}
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    return subprocess.run([sys.executable, str(driver), *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.Popen([sys.executable, str(driver), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc):
+    out, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _run(args, tmp_path, kill_at_write=0):
+    return _finish(_start(args, tmp_path, kill_at_write))
 
 
 def test_sigkill_and_resume_is_bitwise_equal(tmp_path):
     data, val = _images(tmp_path / "hr"), _images(tmp_path / "val", n=2, size=24, seed=1)
     full, cut = tmp_path / "full", tmp_path / "cut"
 
-    ref = _run(_cmd(data, val, full), tmp_path)
-    assert ref.returncode == 0, ref.stderr[-2000:]
-
+    # the reference and the run to be killed go side by side (one thread each)
+    ref_proc = _start(_cmd(data, val, full), tmp_path)
     killed = _run(_cmd(data, val, cut), tmp_path, kill_at_write=2)
+    ref = _finish(ref_proc)
+    assert ref.returncode == 0, ref.stderr[-2000:]
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert any(p.name.startswith(".state.pt.") for p in cut.iterdir()), "the interrupted write left its temp file"
     assert load_state_file(cut / "state.pt")["iteration"] == 2  # the last good state survived

@@ -241,3 +241,13 @@ def test_epoch_indexed_passes_the_epoch():
     a = ds[(0, 1)]
     b = ds[(1, 1)]
     assert not torch.equal(a[1], b[1]) and torch.equal(ds[(0, 1)][1], a[1])
+
+
+def test_time_limit_stops_with_a_checkpoint_and_resume_finishes(tmp_path):
+    r = tiny_recipe(train={"iterations": 3, "time_limit_s": 1e-6})
+    res = train(r, tmp_path, train_dataset=TinyDS())
+    assert res.stopped == "time limit" and res.iteration == 1
+    assert load_state_file(tmp_path / STATE_FILE)["iteration"] == 1
+    r2 = tiny_recipe(train={"iterations": 3})
+    res2 = train(r2, tmp_path, resume=True, train_dataset=TinyDS())
+    assert res2.iteration == 3 and res2.stopped is None
