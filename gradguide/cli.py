@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for unexpected errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for modname in COMMAND_MODULES:
         try:
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from rich.console import Console
     from rich.markup import escape
+
+    from .errors import GradguideError
 
     err = Console(stderr=True)
     parser = build_parser()
@@ -76,9 +79,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]")
         return 130
-    except (FileNotFoundError, ValueError, KeyError, TypeError, RuntimeError, OSError) as exc:
-        from .errors import GradguideError
-
+    except (GradguideError, FileNotFoundError, ValueError, KeyError, TypeError, RuntimeError, OSError) as exc:
         if isinstance(exc, GradguideError) or not getattr(args, "debug", False):
             msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             err.print(f"[bold red]error:[/bold red] {escape(str(msg))}", highlight=False, soft_wrap=True)

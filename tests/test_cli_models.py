@@ -41,3 +41,15 @@ def test_installed_import_names_are_not_generic(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[true, true]"
+
+
+def test_plain_gradguide_error_is_one_line(monkeypatch, capsys):
+    from gradguide.commands import models
+    from gradguide.errors import GradguideError
+
+    def boom(args):
+        raise GradguideError("thing.pth: broken in a specific way")
+
+    monkeypatch.setattr(models, "_inspect", boom)
+    assert main(["inspect", "thing.pth"]) == 2
+    assert capsys.readouterr().err.strip() == "error: thing.pth: broken in a specific way"
