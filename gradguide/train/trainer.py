@@ -145,6 +145,8 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.console = console or Console(stderr=True)
         t = recipe.train
+        if t.deterministic:  # must be set before the CUDA context exists
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         self.device = gdist.resolve_device(t.device, int(os.environ.get("LOCAL_RANK", "0")))
         self.dist = gdist.init_distributed(self.device)
         self.is_main = self.dist.is_main
