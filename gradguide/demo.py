@@ -126,6 +126,8 @@ def run_demo(
     else:
         result = train(recipe, run_dir, resume=resume, console=console)
         iterations = result.iteration
+        why = f" (stopped: {result.stopped}; run the demo again to continue)" if result.stopped else ""
+        console.print(f"trained to iteration {iterations} in {result.seconds:.0f} s{why}", highlight=False)
     best = run_dir / "G_best.safetensors"
     ckpt = best if best.is_file() else run_dir / "G_latest.safetensors"
     model = load(ckpt)
