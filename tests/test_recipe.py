@@ -90,6 +90,7 @@ def test_types_are_checked():
         ({"train": {"amp": "fp8"}}, "train.amp"),
         ({"optim": {"milestones": [20, 10]}}, "optim.milestones"),
         ({"model": {"arch": "wrap", "backbone": "nope"}}, "model.backbone"),
+        ({"val": {"metric": "lpips"}}, "val.metric"),
     ],
 )
 def test_validation_names_the_key(data, key):

@@ -251,3 +251,27 @@ def test_time_limit_stops_with_a_checkpoint_and_resume_finishes(tmp_path):
     r2 = tiny_recipe(train={"iterations": 3})
     res2 = train(r2, tmp_path, resume=True, train_dataset=TinyDS())
     assert res2.iteration == 3 and res2.stopped is None
+
+
+def test_pretrained_rrdbnet_initialises_the_spsr_backbone(tmp_path):
+    from gradguide.checkpoints import save as gg_save
+    from gradguide_backbones.rrdb import RRDBNet
+
+    torch.manual_seed(123)
+    psnr = RRDBNet(nf=4, nb=2, gc=4, scale=2)
+    gg_save(psnr, tmp_path / "psnr.safetensors")
+    r = tiny_recipe(model={"pretrained": str(tmp_path / "psnr.safetensors")}, train={"iterations": 1})
+    tr = Trainer(r, tmp_path / "run", train_dataset=TinyDS())
+    own = tr.G.backbone.state_dict()
+    src = psnr.state_dict()
+    shared = [k for k in own if k in src]
+    assert len(shared) > 10
+    for k in shared:
+        assert torch.equal(own[k], src[k]), k
+    assert tr.G.training  # loading did not leave G in eval mode
+    # strict mode refuses the keys the fusion replaced
+    from gradguide.errors import CheckpointError
+
+    r2 = tiny_recipe(model={"pretrained": str(tmp_path / "psnr.safetensors"), "pretrained_strict": True})
+    with pytest.raises(CheckpointError):
+        Trainer(r2, tmp_path / "run2", train_dataset=TinyDS())

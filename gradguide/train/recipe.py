@@ -54,6 +54,7 @@ AMP_MODES = ("none", "bf16", "fp16")
 FUSIONS = ("paper", "lr")
 PIXEL_CRITERIA = ("l1", "mse", "charbonnier")
 METRIC_MODES = ("max", "min")
+VAL_METRICS = ("psnr_y", "ssim_y")
 
 
 @dataclass
@@ -250,6 +251,8 @@ class Recipe:
             raise bad("loss.on_missing_vgg", f"must be 'error' or 'drop', got {l.on_missing_vgg!r}")
         if m.arch == "rrdbnet" and l.branch > 0:
             raise bad("loss.branch", "must be 0 for model.arch 'rrdbnet' (no gradient branch)")
+        if v.metric not in VAL_METRICS:
+            raise bad("val.metric", f"must be one of {', '.join(VAL_METRICS)}, got {v.metric!r}")
         if v.mode not in METRIC_MODES:
             raise bad("val.mode", f"must be 'max' or 'min', got {v.mode!r}")
         if v.every < 0:
