@@ -275,3 +275,24 @@ def test_pretrained_rrdbnet_initialises_the_spsr_backbone(tmp_path):
     r2 = tiny_recipe(model={"pretrained": str(tmp_path / "psnr.safetensors"), "pretrained_strict": True})
     with pytest.raises(CheckpointError):
         Trainer(r2, tmp_path / "run2", train_dataset=TinyDS())
+
+
+def test_tensorboard_scalars_are_written(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    r = tiny_recipe(train={"iterations": 2}, log={"tensorboard": True, "every": 1})
+    train(r, tmp_path, train_dataset=TinyDS())
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"loss/total", "loss/pixel", "loss/branch", "lr/G"} <= tags
+    assert [e.step for e in acc.Scalars("loss/total")] == [1, 2]
+
+
+def test_lazy_package_exports():
+    import gradguide.train as gt
+
+    assert gt.train is train and gt.Trainer is Trainer
+    with pytest.raises(AttributeError):
+        gt.nope
