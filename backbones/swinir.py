@@ -19,8 +19,6 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from timm.layers import trunc_normal_
-from timm.models.swin_transformer import SwinTransformerBlock
 from torch import Tensor, nn
 
 from gradguide.registry import BackboneEntry, CheckpointLayout
@@ -37,6 +35,9 @@ class _BasicLayer(nn.Module):
 
     def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float, drop_path: Sequence[float]) -> None:
         super().__init__()
+        # timm is imported here, not at module level: listing the backbones must stay cheap
+        from timm.models.swin_transformer import SwinTransformerBlock
+
         self.blocks = nn.ModuleList(
             SwinTransformerBlock(
                 dim, input_resolution=(window_size, window_size), num_heads=num_heads, window_size=window_size,
@@ -120,6 +121,8 @@ class SwinIR(nn.Module):
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
         if isinstance(m, nn.Linear):
+            from timm.layers import trunc_normal_
+
             trunc_normal_(m.weight, std=0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
