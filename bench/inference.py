@@ -58,6 +58,7 @@ def main() -> None:
     for name, model in (
         ("RRDBNet (ESRGAN)", RRDBNet(nf=args.nf, nb=args.nb)),
         ("SPSR (paper-exact)", gradguide.create_spsr(nf=args.nf, nb=args.nb)),
+        ("RRDBNet + lr fusion", gradguide.wrap(RRDBNet(nf=args.nf, nb=args.nb), fusion="lr")),
     ):
         model.eval()
         flops = count_flops(model, x)
@@ -72,8 +73,9 @@ def main() -> None:
     for name, params, flops, sec in rows:
         achieved = flops / sec / 1e9
         print(f"{name:<22}{params / 1e6:>11.2f}{flops / 1e9:>9.1f}{sec:>8.2f}{1 / sec:>8.3f}{achieved:>9.1f}{achieved / peak:>9.1%}")
-    (_, p0, f0, s0), (_, p1, f1, s1) = rows
-    print(f"SPSR / RRDBNet: params {p1 / p0:.2f}x, FLOPs {f1 / f0:.2f}x, time {s1 / s0:.2f}x")
+    (_, p0, f0, s0), *guided = rows
+    for name, p1, f1, s1 in guided:
+        print(f"{name} / RRDBNet: params {p1 / p0:.2f}x, FLOPs {f1 / f0:.2f}x, time {s1 / s0:.2f}x")
 
 
 # ---------------------------------------------------------------------------------

@@ -1,8 +1,15 @@
 """gradguide: gradient guidance (SPSR, CVPR 2020) for any PyTorch super-resolution network."""
 from __future__ import annotations
 
+from .checkpoints import load, load_checkpoint, save
 from .ops import GradientMap, gradient_map
+from .spec import GuidanceSpec, Tap
+from .spsr import create_spsr
 from .types import SROutput
+
+# Bound after the submodule import on purpose: `gradguide.wrap` is the function, not the
+# module gradguide/wrap.py (import that one as `from gradguide.wrap import ...`).
+from .wrap import GuidedSR, unwrap, wrap  # noqa: E402  isort: skip
 
 __version__ = "0.1.0"
 
@@ -13,7 +20,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):  # lazy: keep `import gradguide` cheap
+def __getattr__(name: str):  # evaluation and inference pull in more: load them on first use
     if name == "evaluate":
         from .eval.evaluate import evaluate
 
@@ -22,20 +29,4 @@ def __getattr__(name: str):  # lazy: keep `import gradguide` cheap
         from .infer.upscale import upscale
 
         return upscale
-    if name in ("load", "save", "load_checkpoint"):
-        from . import checkpoints
-
-        return getattr(checkpoints, name)
-    if name in ("wrap", "unwrap", "GuidedSR"):
-        from . import wrap as _wrap
-
-        return getattr(_wrap, name)
-    if name == "create_spsr":
-        from .spsr import create_spsr
-
-        return create_spsr
-    if name in ("GuidanceSpec", "Tap"):
-        from . import spec
-
-        return getattr(spec, name)
     raise AttributeError(f"module 'gradguide' has no attribute {name!r}")

@@ -53,3 +53,15 @@ def test_plain_gradguide_error_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(models, "_inspect", boom)
     assert main(["inspect", "thing.pth"]) == 2
     assert capsys.readouterr().err.strip() == "error: thing.pth: broken in a specific way"
+
+
+def test_top_level_api_names_are_the_functions():
+    import subprocess, sys
+
+    code = (
+        "import gradguide.spsr, gradguide.wrap, gradguide.checkpoints, gradguide;"
+        "import inspect;"
+        "print(all(inspect.isfunction(getattr(gradguide, n)) for n in ('wrap', 'unwrap', 'load', 'save', 'create_spsr', 'evaluate', 'upscale')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
