@@ -502,8 +502,8 @@ def gradient_pixel_loss(
     return pixel_loss(g_sr, g_hr, criterion=criterion, reduction=reduction)
 
 
-class GradientPixelLoss(nn.Module):
-    """Module twin of :func:`gradient_pixel_loss`."""
+class _GradientMapLoss(nn.Module):
+    """Shared constructor of the two gradient-map losses' module twins."""
 
     def __init__(
         self,
@@ -515,19 +515,25 @@ class GradientPixelLoss(nn.Module):
         reduction: Reduction = "mean",
     ) -> None:
         super().__init__()
-        self.criterion = _check_choice(criterion, CRITERIA, "GradientPixelLoss: criterion")
-        self.padding = _check_choice(padding, PADDINGS, "GradientPixelLoss: padding")
+        name = type(self).__name__
+        self.criterion = _check_choice(criterion, CRITERIA, f"{name}: criterion")
+        self.padding = _check_choice(padding, PADDINGS, f"{name}: padding")
         self.eps = float(eps)
-        self.weight = _check_weight(weight, "GradientPixelLoss")
-        self.reduction = _check_choice(reduction, REDUCTIONS, "GradientPixelLoss: reduction")
+        self.weight = _check_weight(weight, name)
+        self.reduction = _check_choice(reduction, REDUCTIONS, f"{name}: reduction")
 
-    def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
-        return self.weight * gradient_pixel_loss(
-            sr, hr, criterion=self.criterion, padding=self.padding, eps=self.eps, reduction=self.reduction
-        )
+    def _loss(self, fn, a: Tensor, b: Tensor) -> Tensor:
+        return self.weight * fn(a, b, criterion=self.criterion, padding=self.padding, eps=self.eps, reduction=self.reduction)
 
     def extra_repr(self) -> str:
         return f"criterion={self.criterion!r}, padding={self.padding!r}, weight={self.weight}, reduction={self.reduction!r}"
+
+
+class GradientPixelLoss(_GradientMapLoss):
+    """Module twin of :func:`gradient_pixel_loss`: ``forward(sr, hr)``."""
+
+    def forward(self, sr: Tensor, hr: Tensor) -> Tensor:
+        return self._loss(gradient_pixel_loss, sr, hr)
 
 
 def branch_loss(
@@ -557,32 +563,11 @@ def branch_loss(
     return pixel_loss(grad, target.detach(), criterion=criterion, reduction=reduction)
 
 
-class BranchLoss(nn.Module):
+class BranchLoss(_GradientMapLoss):
     """Module twin of :func:`branch_loss`: ``forward(grad, hr)``."""
 
-    def __init__(
-        self,
-        criterion: Criterion = "l1",
-        *,
-        padding: str = "zeros",
-        eps: float = 1e-6,
-        weight: float = 1.0,
-        reduction: Reduction = "mean",
-    ) -> None:
-        super().__init__()
-        self.criterion = _check_choice(criterion, CRITERIA, "BranchLoss: criterion")
-        self.padding = _check_choice(padding, PADDINGS, "BranchLoss: padding")
-        self.eps = float(eps)
-        self.weight = _check_weight(weight, "BranchLoss")
-        self.reduction = _check_choice(reduction, REDUCTIONS, "BranchLoss: reduction")
-
     def forward(self, grad: Tensor, hr: Tensor) -> Tensor:
-        return self.weight * branch_loss(
-            grad, hr, criterion=self.criterion, padding=self.padding, eps=self.eps, reduction=self.reduction
-        )
-
-    def extra_repr(self) -> str:
-        return f"criterion={self.criterion!r}, padding={self.padding!r}, weight={self.weight}, reduction={self.reduction!r}"
+        return self._loss(branch_loss, grad, hr)
 
 
 # --------------------------------------------------------------------------- SPSR (Eq. 10)
