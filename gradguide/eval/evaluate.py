@@ -202,6 +202,9 @@ def evaluate(
                 raise EvalError(f"MODEL {name}: scale x{s} differs from --scale {scale}")
     crop = int(scale)
     notes: list[str] = []
+    unrequested = [m for m in METRICS if m not in wanted]
+    if unrequested:
+        notes.append(f"not requested (metrics=...): {', '.join(unrequested)}")
     lpips_model = None
     protocol = Protocol(scale=scale, crop=crop)
     if "LPIPS" in wanted:
