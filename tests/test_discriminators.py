@@ -15,13 +15,7 @@ from gradguide.hookspecs import hookimpl
 from gradguide.registry import DiscriminatorEntry
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on busy CI cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _all_params_get_grads(d, size):

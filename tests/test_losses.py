@@ -13,13 +13,7 @@ from gradguide.ops import gradient_map
 from gradguide.types import SROutput
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on busy CI cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _imgs(b=2, c=3, h=16, w=16, seed=0):
