@@ -48,6 +48,7 @@ __all__ = [
     "architecture_of",
     "FORMAT",
     "spsr_to_official",
+    "load_matching",
 ]
 
 FORMAT = "gradguide"
@@ -498,6 +499,25 @@ def _takes_scale(fn: Callable) -> bool:
 
 # ---------------------------------------------------------------------------------
 # public API
+def load_matching(module: nn.Module, sd: dict[str, Tensor], *, strict: bool, what: str) -> tuple[int, list[str], list[str]]:
+    """Load ``sd`` into ``module`` by name; return ``(loaded, missing, unexpected)``.
+
+    A shape mismatch always raises :class:`CheckpointError`; with ``strict`` so do missing
+    or unexpected keys. The message starts with ``what`` and names the keys.
+    """
+    own = module.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    bad = [f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in sd and sd[k].shape != own[k].shape]
+    if bad:
+        raise CheckpointError(f"{what}: shape mismatch: {_names(bad, 4)}")
+    if strict and (missing or unexpected):
+        parts = [f"missing: {_names(missing)}" if missing else "", f"unexpected: {_names(unexpected)}" if unexpected else ""]
+        raise CheckpointError(f"{what}: {'; '.join(p for p in parts if p)}")
+    module.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
+    return sum(1 for k in sd if k in own), missing, unexpected
+
+
 def load_checkpoint(
     path: PathLike, *, model: Optional[nn.Module] = None, strict: bool = True, scale: Optional[int] = None
 ) -> LoadedCheckpoint:
@@ -523,16 +543,9 @@ def load_checkpoint(
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: cannot build {arch} with {cfg}: {_one_line(exc)}") from None
     report = LoadReport(str(path), layout.name, arch, cfg, ignored=ignored, container=container)
-    own = model.state_dict()
-    report.missing = [k for k in own if k not in out]
-    report.unexpected = [k for k in out if k not in own]
-    shape_errors = [f"{k} {tuple(out[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in out and out[k].shape != own[k].shape]
-    if shape_errors:
-        raise CheckpointError(f"{path}: shape mismatch ({layout.name} -> {arch}): {_names(shape_errors, 4)}")
-    if strict and not report.ok:
-        raise CheckpointError(f"{path}: {layout.name} -> {arch}: {report.summary()}")
-    model.load_state_dict({k: v for k, v in out.items() if k in own}, strict=False)
-    report.loaded = sum(1 for k in out if k in own)
+    report.loaded, report.missing, report.unexpected = load_matching(
+        model, out, strict=strict, what=f"{path}: {layout.name} -> {arch}"
+    )
     model.eval()
     return LoadedCheckpoint(model, report)
 

@@ -265,12 +265,12 @@ class GuidedSR(nn.Module):
         with ``strict`` any other missing or unexpected key raises
         :class:`~gradguide.errors.CheckpointError` naming them.
         """
+        from .checkpoints import convert_state_dict, load_matching
+
         own = self.backbone.state_dict()
         sd = dict(state_dict)
         report = BackboneLoadReport()
         if not any(k in own for k in sd):
-            from .checkpoints import convert_state_dict
-
             try:
                 layout, _, _, sd, ignored = convert_state_dict(sd, {}, self.scale)
             except CheckpointError:
@@ -282,19 +282,9 @@ class GuidedSR(nn.Module):
             for k in [k for k in sd if k.startswith(name + ".")]:
                 report.ignored[k] = f"{name} is replaced by the fusion block"
                 del sd[k]
-        report.missing = [k for k in own if k not in sd]
-        report.unexpected = [k for k in sd if k not in own]
-        bad = [f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in sd and sd[k].shape != own[k].shape]
-        if bad:
-            raise CheckpointError(f"backbone state dict: shape mismatch: {', '.join(bad[:4])}")
-        if strict and not report.ok:
-            from .checkpoints import _names
-
-            parts = [f"missing: {_names(report.missing)}" if report.missing else "",
-                     f"unexpected: {_names(report.unexpected)}" if report.unexpected else ""]
-            raise CheckpointError(f"backbone state dict ({report.layout}): {'; '.join(p for p in parts if p)}")
-        self.backbone.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
-        report.loaded = sum(1 for k in sd if k in own)
+        report.loaded, report.missing, report.unexpected = load_matching(
+            self.backbone, sd, strict=strict, what=f"backbone state dict ({report.layout})"
+        )
         return report
 
 
