@@ -167,13 +167,16 @@ class Trainer:
             )
         except ValueError as exc:
             raise DataError(f"{recipe.data.hr or 'training data'}: {exc}") from None
+        # items are pure functions of (seed, epoch, index), so the worker count never changes
+        # the data; more workers than CPUs only adds processes
+        workers = min(recipe.data.workers, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
         self.loader = torch.utils.data.DataLoader(
             EpochIndexed(ds),
             batch_sampler=self.sampler,
-            num_workers=recipe.data.workers,
+            num_workers=workers,
             pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(recipe.data.seed),  # never touch the global RNG
-            persistent_workers=recipe.data.workers > 0,
+            persistent_workers=workers > 0,
         )
         self.val_dataset = val_dataset if val_dataset is not None else (build_val_dataset(recipe) if recipe.val.every else None)
         _seed_everything(t.seed)
