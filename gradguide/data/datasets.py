@@ -380,7 +380,20 @@ def _pair_records(lr_recs: list[ImageRecord], hr_recs: list[ImageRecord], scale:
     return pairs
 
 
-class PairedFolderDataset(_SRDataset):
+class _PairedSRDataset(_SRDataset):
+    """Datasets over ``self.pairs``: ``(lr_record | None, hr_record)`` tuples."""
+
+    pairs: list
+
+    @property
+    def names(self) -> list[str]:
+        return [hr.name for _, hr in self.pairs]
+
+    def _records_for_len(self) -> list:
+        return self.pairs
+
+
+class PairedFolderDataset(_PairedSRDataset):
     """LR and HR folders paired by file stem (``0001.png`` with ``0001.png``, or the
     DIV2K style ``0001x4.png`` with ``0001.png``).
 
@@ -430,13 +443,6 @@ class PairedFolderDataset(_SRDataset):
                 f"(names must match; images at least {self.crop}x{self.crop})"
             )
 
-    @property
-    def names(self) -> list[str]:
-        return [hr.name for _, hr in self.pairs]
-
-    def _records_for_len(self) -> list:
-        return self.pairs
-
     def _item(self, index: int) -> tuple[Tensor, Tensor]:
         lr_rec, hr_rec = self.pairs[index]
         lr_full = self._read(index, 0, lr_rec)
@@ -454,7 +460,7 @@ class PairedFolderDataset(_SRDataset):
         )
 
 
-class ValidationDataset(_SRDataset):
+class ValidationDataset(_PairedSRDataset):
     """Whole images for validation: HR cropped to a multiple of ``scale`` (bottom/right),
     LR = ``imresize(hr, 1/scale)`` (MATLAB bicubic, rounded to the source's bit depth)
     or, with ``lr_root``, the paired LR files.
@@ -483,13 +489,6 @@ class ValidationDataset(_SRDataset):
         if not self.pairs:
             raise DataError(f"{_source_name(root)}: no usable validation images")
         self._items: dict[int, tuple[Tensor, Tensor]] = {}
-
-    @property
-    def names(self) -> list[str]:
-        return [hr.name for _, hr in self.pairs]
-
-    def _records_for_len(self) -> list:
-        return self.pairs
 
     def _item(self, index: int) -> tuple[Tensor, Tensor]:
         if index in self._items:
