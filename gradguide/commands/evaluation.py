@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_device_args
+
 
 def register(sub: argparse._SubParsersAction, fmt: type) -> None:
     p = sub.add_parser(
@@ -25,8 +27,7 @@ def register(sub: argparse._SubParsersAction, fmt: type) -> None:
     p.add_argument("--require-lpips", action="store_true", help="fail instead of skipping LPIPS when its weights are missing")
     p.add_argument("--json", default=None, metavar="FILE", help="write all results and the protocol as JSON")
     p.add_argument("--csv", default=None, metavar="FILE", help="write per-image and mean values as CSV")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or mps (default cpu)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="model precision (default fp32)")
+    add_device_args(p)
     p.add_argument("--tile", type=int, default=None, help="tile the model's forward pass (LR px; default whole image)")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap in LR px (default 64)")
     p.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images of each dataset")

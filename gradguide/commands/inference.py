@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_device_args
+
 
 def register(sub: argparse._SubParsersAction, fmt: type) -> None:
     from ..infer.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
@@ -22,8 +24,7 @@ def register(sub: argparse._SubParsersAction, fmt: type) -> None:
     p.add_argument("--scale", type=int, default=None, help="override the model's scale")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE, help=f"tile side in LR px, 0 = whole image (default {DEFAULT_TILE})")
     p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help=f"tile overlap in LR px (default {DEFAULT_OVERLAP})")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or mps (default cpu)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="default fp32")
+    add_device_args(p)
     p.add_argument("--save-grad", action="store_true", help="also write the gradient branch's map as <name>_grad.png")
     p.add_argument("--compare", action="store_true", help="also write <name>_compare.png (bicubic | model)")
     p.add_argument("--max-pixels", type=int, default=None, help="refuse larger inputs (default 8192*8192)")
