@@ -66,7 +66,8 @@ def main(argv=None) -> int:
     g = torch.Generator().manual_seed(0)
     lr = torch.rand(3, n, n, generator=g)
     after_setup = rss_peak_mb()
-    total_tiles = len(tile_starts(n, tile, overlap)) ** 2
+    per_row = len(tile_starts(n, tile, overlap))
+    total_tiles = per_row**2
     done = {"n": 0, "t0": time.perf_counter(), "first": None}
 
     def on_tile(k: int, total: int) -> None:
@@ -91,10 +92,17 @@ def main(argv=None) -> int:
           f"after {done['n']} of {total_tiles} tiles ({'full run' if full else 'partial'})")
     if done["first"] is not None:
         print(f"first tile {done['first']:.1f} s -> full run estimate {done['first'] * total_tiles / 3600:.1f} h")
-    if not full:
+    if not full and done["n"] > per_row:
+        # a whole tile row ran and its band was written: the band temporaries are in the
+        # measured peak; only the rest of the output buffer is still untouched
+        est = peak + out_mb
+        print(f"extrapolated full-run peak: {peak:.0f} + output {out_mb:.0f} = {est:.0f} MB "
+              f"({est / 1024:.2f} GiB; upper bound: output counted as untouched)")
+    elif not full:
         est = peak + out_mb + 3 * band_mb
         print(f"extrapolated full-run peak: {peak:.0f} + output {out_mb:.0f} + 3 x band {band_mb:.0f} = {est:.0f} MB "
-              f"({est / 1024:.2f} GiB; upper bound: output counted as untouched)")
+              f"({est / 1024:.2f} GiB; upper bound: output counted as untouched; run --tiles {per_row + 1} "
+              f"to measure the band temporaries)")
     return 0
 
 
