@@ -186,3 +186,16 @@ def test_upscale_cli(tmp_path, capsys):
     assert Image.open(tmp_path / "out" / "x.png").size == (24, 20)
     assert (tmp_path / "out" / "x_grad.png").exists()
     assert main(["upscale", str(tmp_path / "missing.pth"), str(tmp_path / "in"), "-o", str(tmp_path / "o2")]) == 2
+
+
+def test_missing_path_and_empty_glob_in_a_batch_are_skipped(tiny, tmp_path):
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "in" / "ok.png")
+    inputs = [str(tmp_path / "gone.png"), str(tmp_path / "in" / "ok.png"), str(tmp_path / "none" / "*.png")]
+    res = upscale(tiny, inputs, tmp_path / "out", progress=False)
+    by = {r.input.name: r for r in res}
+    assert by["ok.png"].ok and by["ok.png"].output.exists()
+    assert "gone.png" in by["gone.png"].error and "no such file" in by["gone.png"].error
+    assert "matched no image" in by["*.png"].error
+    with pytest.raises(gradguide.errors.ImageReadError, match="gone.png"):
+        upscale(tiny, [str(tmp_path / "gone.png")], tmp_path / "out2", progress=False)

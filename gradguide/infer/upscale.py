@@ -201,10 +201,21 @@ def upscale(
     resolve_dtype(precision)
     net = resolve_model(model, scale)
     s = model_scale(net, scale)
-    files = list_images(inputs if not isinstance(inputs, (str, os.PathLike)) else [inputs])
+    # expand each input on its own: a missing path or an empty glob is named and skipped,
+    # and the rest of the batch still runs
+    files_set: dict[Path, None] = {}
+    results: list[UpscaleResult] = []
+    for item in [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs):
+        try:
+            files_set.update(dict.fromkeys(list_images([item])))
+        except ImageReadError as exc:
+            results.append(UpscaleResult(input=Path(os.fspath(item)), error=str(exc)))
+            console.print(f"[yellow]skipped:[/yellow] {_escape(str(exc))}", highlight=False)
+    if not files_set:
+        raise ImageReadError(results[0].error if results else "no input images given")
+    files = sorted(files_set)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results: list[UpscaleResult] = []
     used: set[str] = set()
     prog = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
