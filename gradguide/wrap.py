@@ -358,7 +358,7 @@ def wrap(
         raise SpecError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
     found = entry_for(model)
     if spec is None:
-        spec = spec_for(model)
+        spec = found[1].spec(model) if found is not None else spec_for(model)  # spec_for raises, naming what to pass
     spec.validate(model)
     if fusion is None:
         fusion = spec.fusions()[0]
