@@ -20,6 +20,8 @@ __all__ = [
     "InferenceError",
     "TileOOMError",
     "TrainingStopped",
+    "NonFiniteError",
+    "BatchStopped",
 ]
 
 
