@@ -10,7 +10,7 @@ dtype and device, and it exports to ONNX as plain Slice/Sub ops.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,7 @@ Padding = Literal["zeros", "replicate", "reflect", "official_loss"]
 #: ``replicate`` / ``reflect``: border-aware variants, same size out.
 #: ``official_loss``: the official loss-side copy (``Get_gradient``), which zero-pads by
 #: 2 and so returns a map 2 px larger in H and W (a quirk kept for exact reproduction).
-PADDINGS: tuple[str, ...] = ("zeros", "replicate", "reflect", "official_loss")
+PADDINGS: tuple[str, ...] = get_args(Padding)
 
 
 def gradient_map(x: Tensor, *, padding: Padding = "zeros", eps: float = 1e-6) -> Tensor:

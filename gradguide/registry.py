@@ -6,6 +6,8 @@ from typing import Any, Callable, Generic, Iterator, Optional, TypeVar
 
 from torch import nn
 
+from .errors import DuplicateNameError
+
 __all__ = [
     "Registry",
     "DuplicateNameError",
@@ -17,10 +19,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-class DuplicateNameError(ValueError):
-    pass
 
 
 class Registry(Generic[T]):
@@ -131,9 +129,15 @@ class DiscriminatorEntry:
 
 @dataclass(frozen=True)
 class LossEntry:
+    """A loss module. With ``term=True`` it is also an extra generator term of
+    :class:`gradguide.losses.SPSRLoss` (switched on by weight, recipe ``[loss.terms]``):
+    ``factory(**options)`` builds a module whose ``forward(out: SROutput, hr: Tensor)``
+    returns an unweighted scalar."""
+
     name: str
     factory: Callable[..., nn.Module]
     description: str = ""
+    term: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import gradguide.losses as L
+import gradguide.losses.spsr as LS
 from gradguide.discriminators import VGGDiscriminator
 from gradguide.errors import CheckpointError, GradguideError
 from gradguide.ops import gradient_map
@@ -250,13 +251,13 @@ def _out(hr, with_grad=True, seed=5):
 
 def _count_gradient_maps(monkeypatch):
     calls = []
-    real = L.gradient_map
+    real = LS.gradient_map
 
     def counting(x, **kw):
         calls.append(kw.get("padding"))
         return real(x, **kw)
 
-    monkeypatch.setattr(L, "gradient_map", counting)
+    monkeypatch.setattr(LS, "gradient_map", counting)
     return calls
 
 

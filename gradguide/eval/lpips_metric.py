@@ -20,16 +20,12 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
-from ..errors import GradguideError
+from ..errors import LPIPSWeightsMissing
 
 __all__ = ["LPIPSWeightsMissing", "BACKBONE_FILES", "backbone_weights_path", "create_lpips", "lpips_distance", "LPIPSMetric"]
 
 #: torchvision file names of the trunks LPIPS uses
 BACKBONE_FILES: dict[str, str] = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
-
-
-class LPIPSWeightsMissing(GradguideError, FileNotFoundError):
-    """The ImageNet weights of the LPIPS trunk are not available locally."""
 
 
 def backbone_weights_path(net: str = "alex", weights: Optional[Union[str, os.PathLike]] = None) -> Path:

@@ -3,17 +3,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..errors import GradguideError
+from ..errors import EvalError
 
 __all__ = ["Protocol", "METRICS", "LOWER_IS_BETTER", "EvalError"]
 
 
-class EvalError(GradguideError, ValueError):
-    """Bad evaluation input (model, --metrics, --scale); one line naming the argument."""
 
 #: metric keys in the order of the paper's Table 1 (PI, LPIPS, PSNR, SSIM), then the extras
-METRICS: tuple[str, ...] = ("PI", "LPIPS", "PSNR", "SSIM", "NIQE", "GMSD", "GradL1")
-LOWER_IS_BETTER: frozenset[str] = frozenset({"PI", "LPIPS", "NIQE", "GMSD", "GradL1"})
+#: (colour fidelity: CIEDE2000 and PSNR on RGB; border artifacts: PSNR-Y on the 8-px frame
+#: against the interior)
+METRICS: tuple[str, ...] = (
+    "PI", "LPIPS", "PSNR", "SSIM", "NIQE", "GMSD", "GradL1", "CIEDE2000", "PSNR-RGB", "PSNR-frame8", "PSNR-inner8",
+)
+LOWER_IS_BETTER: frozenset[str] = frozenset({"PI", "LPIPS", "NIQE", "GMSD", "GradL1", "CIEDE2000"})
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,14 @@ class Protocol:
     gmsd: str = "Xue et al. 2014 GMSD.m: luma 0.299/0.587/0.114, 2x2 average + decimation, Prewitt, c=170"
     gradient_l1: str = "mean |M(SR) - M(HR)|, SPSR Eq. 2 with zero padding, RGB in [0, 1]"
     pi: str = "PI = ((10 - Ma) + NIQE) / 2; needs Ma et al.'s model"
+    colour: str = (
+        "CIEDE2000: mean per-pixel Delta E 2000 (skimage.color.deltaE_ciede2000) of sRGB (D65) -> CIELAB; "
+        "PSNR-RGB: PSNR over R, G and B (peak 255); both after the border crop"
+    )
+    frame: str = (
+        "PSNR-frame8: PSNR-Y over the outermost 8 px of the image (no border crop); PSNR-inner8: PSNR-Y inside "
+        "that frame; a border artifact shows as a frame figure that falls behind bicubic's more than the inner one"
+    )
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -36,7 +36,7 @@ from typing import Callable, Iterator, Optional, Protocol, Union
 import torch
 from torch import Tensor, nn
 
-from ..errors import GradguideError
+from ..errors import InferenceError, TileOOMError
 from ..types import SROutput
 
 __all__ = [
@@ -60,14 +60,6 @@ PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float
 #: default tile side in LR pixels (input), and overlap between neighbouring tiles
 DEFAULT_TILE = 128
 DEFAULT_OVERLAP = 32
-
-
-class InferenceError(GradguideError, ValueError):
-    """Bad inference input (device, precision, tile, scale, model output); one line."""
-
-
-class TileOOMError(GradguideError, RuntimeError):
-    """Out of memory even at the smallest tile size."""
 
 
 def split_output(out: Union[Tensor, SROutput, tuple]) -> tuple[Tensor, Optional[Tensor]]:
@@ -164,6 +156,23 @@ class BandSink(Protocol):
     def __call__(self, y0: int, y1: int, sr: Tensor, grad: Optional[Tensor]) -> None: ...
 
 
+def keep_grey(lr: Tensor, sink: BandSink) -> BandSink:
+    """Wrap ``sink`` so that a greyscale input (R = G = B exactly, per image) gets a
+    greyscale output: the SR band's channels are replaced by their mean, so a network's
+    small colour noise never tints a grey photo. Colour images pass through unchanged."""
+    if lr.shape[1] != 3:
+        return sink
+    grey = ((lr[:, 0] == lr[:, 1]) & (lr[:, 1] == lr[:, 2])).flatten(1).all(dim=1)
+    if not bool(grey.any()):
+        return sink
+
+    def grey_sink(y0: int, y1: int, sr: Tensor, grad: Optional[Tensor]) -> None:
+        sr = torch.where(grey.view(-1, 1, 1, 1).to(sr.device), sr.mean(dim=1, keepdim=True).expand_as(sr), sr)
+        sink(y0, y1, sr, grad)
+
+    return grey_sink
+
+
 def run_tiles(
     model: nn.Module,
     lr: Tensor,
@@ -207,6 +216,7 @@ def run_tiles(
     if cur <= overlap and cur < max(h, w):
         raise InferenceError(f"--tile {cur}: must be larger than the overlap ({overlap})")
     model = model.to(device=dev, dtype=dtype).eval()
+    sink = keep_grey(lr, sink)
     while True:
         try:
             _run_grid(model, lr, sink, scale, cur, overlap, dev, dtype, with_grad, on_tile)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, DataError, GradguideError, RecipeError
+from ..errors import CheckpointError, DataError, RecipeError, TrainingStopped
 from ..types import SROutput
 from . import dist as gdist
 from .build import (
@@ -56,10 +56,6 @@ G_LATEST = "G_latest.safetensors"
 G_EMA_LATEST = "G_ema_latest.safetensors"
 G_BEST = "G_best.safetensors"
 RECIPE_FILE = "recipe.toml"
-
-
-class TrainingStopped(GradguideError, RuntimeError):
-    """Training stopped early (too many non-finite steps in a row)."""
 
 
 @dataclass
