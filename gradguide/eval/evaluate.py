@@ -307,6 +307,16 @@ def _run(datasets, loaded, scale, crop, wanted, lpips_model, protocol, notes, ma
                     sc.metrics["GMSD"] = M.gmsd(sr_t, hr_t, crop=crop).item()
                 if "GradL1" in wanted:
                     sc.metrics["GradL1"] = M.gradient_l1(sr_t, hr_t, crop=crop).item()
+                if "CIEDE2000" in wanted:
+                    sc.metrics["CIEDE2000"] = M.ciede2000(sr_t, hr_t, crop=crop).item()
+                if "PSNR-RGB" in wanted:
+                    sc.metrics["PSNR-RGB"] = M.psnr_rgb(sr_t, hr_t, crop=crop).item()
+                if "PSNR-frame8" in wanted or "PSNR-inner8" in wanted:
+                    try:
+                        sc.metrics["PSNR-frame8"] = M.psnr_y_frame(sr_t, hr_t, width=8).item()
+                        sc.metrics["PSNR-inner8"] = M.psnr_y_frame(sr_t, hr_t, width=8, inner=True).item()
+                    except ValueError as exc:
+                        results[ds][name].notes.append(f"PSNR-frame8 skipped for {f.name}: {exc}")
                 if "LPIPS" in wanted and lpips_model is not None:
                     try:
                         sc.metrics["LPIPS"] = lpips_distance(sr_t, hr_t, lpips_model, crop=crop).item()

@@ -14,7 +14,8 @@ from .protocol import LOWER_IS_BETTER, METRICS
 
 __all__ = ["rich_tables", "print_report", "write_json", "write_csv"]
 
-_FMT = {"PI": "{:.4f}", "LPIPS": "{:.4f}", "PSNR": "{:.3f}", "SSIM": "{:.4f}", "NIQE": "{:.4f}", "GMSD": "{:.4f}", "GradL1": "{:.4f}"}
+_FMT = {"PI": "{:.4f}", "LPIPS": "{:.4f}", "PSNR": "{:.3f}", "SSIM": "{:.4f}", "NIQE": "{:.4f}", "GMSD": "{:.4f}", "GradL1": "{:.4f}",
+        "CIEDE2000": "{:.4f}", "PSNR-RGB": "{:.3f}", "PSNR-frame8": "{:.3f}", "PSNR-inner8": "{:.3f}"}
 
 
 def rich_tables(report: EvalReport) -> list:
