@@ -221,3 +221,12 @@ def test_bad_values_name_the_key(key, value, msg):
     with pytest.raises(ValueError, match=rf"^degradation\.{key} .*{msg}"):
         cfg.validate()
     assert D.DegradationConfig().validate() is not None
+
+
+def test_images_smaller_than_the_kernel_radius_still_blur():
+    x = torch.rand(2, 3, 5, 9)
+    k = D.anisotropic_kernels(21, _t(2.0, 1.0), _t(2.0, 1.0), _t(0.0, 0.0))
+    y = D.blur(x, k)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    # replicate borders: a constant image stays constant
+    assert torch.allclose(D.blur(torch.full_like(x, 0.3), k), torch.full_like(x, 0.3), atol=1e-6)

@@ -396,14 +396,16 @@ def random_kernels(
 
 def blur(x: Tensor, kernels: Tensor) -> Tensor:
     """Filter each image of ``x`` ``(B, C, H, W)`` with its own kernel ``(B, k, k)``
-    (reflect borders, as Real-ESRGAN's ``filter2D``): one grouped convolution
-    (:func:`kornia.filters.filter2d`), no loop over items or channels."""
+    (reflect borders, as Real-ESRGAN's ``filter2D``; replicate when the image is no
+    larger than the kernel's radius, where reflection is undefined): one grouped
+    convolution (:func:`kornia.filters.filter2d`), no loop over items or channels."""
     from kornia.filters import filter2d
 
     k = kernels.to(device=x.device, dtype=x.dtype)
     if k.ndim != 3 or k.shape[0] not in (1, x.shape[0]):
         raise ValueError(f"blur: kernels must be (B, k, k) or (1, k, k) for a batch of {x.shape[0]}, got {tuple(k.shape)}")
-    return filter2d(x, k, border_type="reflect", normalized=False)
+    border = "reflect" if min(x.shape[-2:]) > k.shape[-1] // 2 else "replicate"
+    return filter2d(x, k, border_type=border, normalized=False)
 
 
 def resize(x: Tensor, *, scale: Optional[float] = None, size: Optional[tuple[int, int]] = None, mode: str = "bicubic") -> Tensor:
