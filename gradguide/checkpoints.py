@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -104,18 +103,26 @@ def read_state_dict(path: PathLike) -> tuple[dict[str, Tensor], dict[str, str], 
 
     Raises :class:`CheckpointError` with one line naming the file and the reason.
     """
+    from .fileio import check_input_file
+
     p = Path(path)
-    if not p.exists():
-        raise CheckpointError(f"{p}: no such file")
-    if p.is_dir():
-        raise CheckpointError(f"{p}: is a directory, expected a checkpoint file")
+    check_input_file(p, CheckpointError)  # missing, broken link, link loop, folder: one line each
     if p.stat().st_size == 0:
         raise CheckpointError(f"{p}: empty file")
-    with open(p, "rb") as fh:
-        head = fh.read(9)
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(9)
+    except OSError as exc:
+        raise CheckpointError(f"{p}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    is_torch = head.startswith(b"PK") or head.startswith(b"\x80")
+    if is_torch and p.suffix == ".safetensors":
+        raise CheckpointError(
+            f"{p}: named .safetensors but is a PyTorch pickle/zip file; refused (rename it to .pth "
+            "to load its tensors, never code)"
+        )
     if p.suffix == ".safetensors" or head[8:9] == b"{":
         return (*_read_safetensors(p), None)
-    if not (head.startswith(b"PK") or head.startswith(b"\x80")):
+    if not is_torch:
         raise CheckpointError(f"{p}: not a checkpoint (neither safetensors nor a PyTorch zip/pickle file)")
     return _read_torch(p)
 
@@ -136,12 +143,11 @@ def _read_torch(p: Path) -> tuple[dict[str, Tensor], dict[str, str], Optional[st
     import pickle
 
     try:
-        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's note on the pickle protocol
+            obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{p}: refused: the pickle needs more than tensors and plain containers to load "
-            f"(torch.load weights_only=True): {_one_line(exc)}"
-        ) from None
+        raise CheckpointError(f"{p}: refused: {_pickle_refusal(exc)}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(f"{p}: not a readable PyTorch checkpoint (truncated or corrupt?): {_one_line(exc)}") from None
     meta: dict[str, str] = {}
@@ -158,7 +164,24 @@ def _read_torch(p: Path) -> tuple[dict[str, Tensor], dict[str, str], Optional[st
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300]
+    from .fileio import one_line
+
+    return one_line(exc)
+
+
+def _pickle_refusal(exc: BaseException) -> str:
+    """Why torch's weights-only unpickler refused a file, naming the offending global.
+    (Torch's own message is long, holds ANSI codes and suggests ``weights_only=False``,
+    which is exactly what must not be done with a file from a stranger.)"""
+    text = str(exc)
+    m = re.search(r"GLOBAL ([\w.]+)", text)
+    if m:
+        what = f"it asks for {m.group(1)}"
+    elif m := re.search(r"Unsupported operand (\d+)", text):
+        what = f"it uses pickle opcode {m.group(1)}"
+    else:
+        what = "it holds more than tensors and plain containers"
+    return f"{what}, and gradguide loads only tensors and plain containers from a pickle (nothing was run)"
 
 
 # ---------------------------------------------------------------------------------
@@ -565,7 +588,7 @@ def save(model: nn.Module, path: PathLike, *, metadata: Optional[dict] = None) -
     The metadata records the architecture and its hyperparameters so :func:`load` can
     rebuild it; extra ``metadata`` values are stored as strings.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save as save_bytes
 
     arch, cfg = architecture_of(model)
     meta = {"format": FORMAT, "gradguide.arch": arch, "gradguide.config": json.dumps(cfg, sort_keys=True)}
@@ -575,20 +598,30 @@ def save(model: nn.Module, path: PathLike, *, metadata: Optional[dict] = None) -
     for k, v in (metadata or {}).items():
         meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    from .fileio import atomic_write
+
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=str(p.parent))
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
+    data = canonical_safetensors(save_bytes(tensors, metadata=meta))
+    return atomic_write(p, lambda fh: fh.write(data))
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header in one fixed order (``__metadata__``
+    first with sorted keys, then tensors in file order), so equal contents give equal
+    bytes. (The safetensors library orders metadata from a hash map, which differs
+    between processes: a resumed run's files would not match an uninterrupted run's.)"""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    meta = header.pop("__metadata__", None)
+    ordered: dict = {}
+    if meta is not None:
+        ordered["__metadata__"] = {k: meta[k] for k in sorted(meta)}
+    for k in sorted(header, key=lambda k: (header[k]["data_offsets"][0], k)):
+        ordered[k] = header[k]
+    raw = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    return len(raw).to_bytes(8, "little") + raw + data[8 + n :]
 
 
 def spsr_to_official(model: nn.Module) -> dict[str, Tensor]:
