@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 
-from . import make_console, resolve_device_arg
-
 
 def register(sub: argparse._SubParsersAction, fmt: type) -> None:
     p = sub.add_parser(
@@ -97,7 +95,9 @@ def _degrade(args: argparse.Namespace) -> int:
     from ..imageio import list_images, read_image, write_image
     from ..train.recipe import resolve_recipe
 
-    err = make_console()
+    from rich.console import Console
+
+    err = Console(stderr=True, soft_wrap=True)
     recipe = resolve_recipe(args.recipe)
     cfg = degradation_of(recipe)
     try:
@@ -113,7 +113,7 @@ def _degrade(args: argparse.Namespace) -> int:
         raise DataError(f"{src}: no image files")
     if args.crop and args.crop < scale:
         raise DataError(f"--crop {args.crop} is smaller than the scale {scale}")
-    device = torch.device(resolve_device_arg(args.device))
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     out = Path(args.out_dir)
     deg = Degradation(cfg, scale)
     hrs = []
