@@ -14,7 +14,6 @@ from __future__ import annotations
 import glob
 import os
 import struct
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from torch import Tensor
 
 from .errors import ImageReadError
+from .fileio import check_input_file
 
 __all__ = [
     "ImageData",
@@ -103,7 +103,7 @@ def _from_array(arr: np.ndarray, path: Path, bit_depth: int) -> ImageData:
     elif arr.dtype == np.uint16:
         t = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float32)).div_(65535.0)
     elif np.issubdtype(arr.dtype, np.floating):
-        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).clamp_(0, 1)
+        t = torch.from_numpy(np.array(arr, dtype=np.float32)).nan_to_num_(0.0).clamp_(0, 1)
     else:
         info = np.iinfo(arr.dtype)
         t = torch.from_numpy(arr.astype(np.float32)).clamp_(0, info.max).div_(float(info.max))
@@ -146,10 +146,7 @@ def read_image(path: PathLike, *, max_pixels: Optional[int] = None) -> ImageData
 
     p = Path(path)
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
-    if not p.exists():
-        raise ImageReadError(f"{p}: no such file")
-    if not p.is_file():
-        raise ImageReadError(f"{p}: not a regular file")
+    check_input_file(p, ImageReadError)
     try:
         png = _png_header(p)
     except OSError as exc:
@@ -166,7 +163,12 @@ def read_image(path: PathLike, *, max_pixels: Optional[int] = None) -> ImageData
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(p) as im:
                 _check_pixels(p, im.width, im.height, limit)
+                frames = int(getattr(im, "n_frames", 1) or 1)
+                if frames > 1:
+                    kind = "animated" if getattr(im, "is_animated", False) and im.format in ("GIF", "PNG", "WEBP") else "multi-frame"
+                    raise ImageReadError(f"{p}: skipped, {kind} {im.format} ({frames} frames) is not supported")
                 im.load()
+                im = _exif_upright(im)
                 arr = _pil_to_array(im, p)
     except ImageReadError:
         raise
@@ -180,17 +182,33 @@ def read_image(path: PathLike, *, max_pixels: Optional[int] = None) -> ImageData
     return _from_array(arr, p, depth)
 
 
+def _exif_upright(im):
+    """Rotate/flip as the EXIF Orientation tag says (a portrait photo stays portrait)."""
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # unreadable EXIF: use the pixels as stored
+        return im
+    if orientation in (None, 1):
+        return im
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:  # a corrupt orientation tag: use the pixels as stored
+        return im
+
+
 def _pil_to_array(im, path: Path) -> np.ndarray:
     mode = im.mode
     if mode in ("RGB", "RGBA", "L", "LA"):
-        return np.asarray(im)
+        return np.array(im)
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         return np.asarray(im).astype(np.uint16)
     if mode == "I":  # 32-bit int greyscale (e.g. 16-bit PNG via some paths, TIFF)
         a = np.asarray(im)
         return np.clip(a, 0, 65535).astype(np.uint16) if a.max(initial=0) > 255 else a.astype(np.uint8)
     if mode == "F":
-        return np.asarray(im, dtype=np.float32)
+        return np.array(im, dtype=np.float32)
     if mode == "1":
         return np.asarray(im.convert("L"))
     if mode in ("P", "PA"):
@@ -247,8 +265,10 @@ def write_image(
     alpha: Optional[Tensor] = None,
     bit_depth: int = 8,
     grey: bool = False,
+    overwrite: bool = True,
 ) -> Path:
-    """Write a PNG atomically (temporary file in the same folder, then rename).
+    """Write a PNG atomically (temporary file in the same folder, then rename), with the
+    mode the umask gives (see :func:`gradguide.fileio.atomic_write`).
 
     Args:
         path: destination; parent folders are created. Written as PNG whatever the suffix.
@@ -258,6 +278,8 @@ def write_image(
         alpha: optional ``(1, H, W)`` float in ``[0, 1]``.
         bit_depth: 8 or 16 bits per channel.
         grey: write one grey channel (the mean of the three channels).
+        overwrite: replace an existing file; with ``False`` an existing ``path`` raises
+            :class:`FileExistsError` and is left untouched.
 
     Returns:
         the path written.
@@ -270,25 +292,21 @@ def write_image(
         bit_depth = 16 if rgb.dtype == np.uint16 else 8
     else:
         arr = _to_hwc(rgb, alpha, grey, bit_depth)
+    from .fileio import atomic_write
+
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if bit_depth == 16:
-                import imagecodecs
 
-                fh.write(imagecodecs.png_encode(arr))
-            else:
-                from PIL import Image
+    def _write(fh) -> None:
+        if bit_depth == 16:
+            import imagecodecs
 
-                Image.fromarray(arr).save(fh, format="PNG")
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+            fh.write(imagecodecs.png_encode(arr))
+        else:
+            from PIL import Image
+
+            Image.fromarray(arr).save(fh, format="PNG")
+
+    atomic_write(p, _write, overwrite=overwrite, fsync=False)
     return p
 
 
@@ -296,12 +314,22 @@ def _is_image_name(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def list_images(inputs: Union[PathLike, Sequence[PathLike]], *, recursive: bool = False) -> list[Path]:
+def list_images(
+    inputs: Union[PathLike, Sequence[PathLike]],
+    *,
+    recursive: bool = False,
+    skipped: Optional[list] = None,
+) -> list[Path]:
     """Expand files, folders and glob patterns into a sorted list of image paths.
 
     A file named explicitly is kept whatever its extension (so a bad file is reported
     by ``read_image`` instead of vanishing); folders and globs keep only
     :data:`IMAGE_EXTENSIONS`. Duplicates are removed.
+
+    Args:
+        skipped: if a list is given, ``(path, reason)`` is appended to it for every other
+            file a folder or glob holds (``.gif``, ``.txt``, ...; hidden files excepted), so
+            a caller can name them instead of dropping them silently.
 
     Raises:
         ImageReadError: an input that is neither an existing path nor a glob with matches.
@@ -309,23 +337,41 @@ def list_images(inputs: Union[PathLike, Sequence[PathLike]], *, recursive: bool 
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     found: dict[Path, None] = {}
+
+    def other(q: Path) -> None:
+        if skipped is not None and not q.name.startswith("."):
+            kind = q.suffix.lower() or "without an extension"
+            skipped.append((q, f"{q}: skipped, unsupported file type ({kind}; reads {', '.join(IMAGE_EXTENSIONS)})"))
+
     for item in inputs:
         s = os.fspath(item)
         p = Path(s)
         if p.is_dir():
             it: Iterable[Path] = p.rglob("*") if recursive else p.iterdir()
             for q in sorted(it):
-                if q.is_file() and _is_image_name(q):
-                    found[q] = None
+                if q.is_file():
+                    if _is_image_name(q):
+                        found[q] = None
+                    else:
+                        other(q)
         elif p.is_file():
             found[p] = None
         elif glob.has_magic(s):
             matches = sorted(Path(m) for m in glob.glob(s, recursive=recursive))
             files = [m for m in matches if m.is_file() and _is_image_name(m)]
-            if not files:
+            for m in matches:
+                if m.is_file() and not _is_image_name(m):
+                    other(m)
+            if not files and not (skipped and any(m.is_file() for m in matches)):
                 raise ImageReadError(f"{s}: glob matched no image files")
             for m in files:
                 found[m] = None
         else:
-            raise ImageReadError(f"{s}: no such file or folder")
+            try:
+                check_input_file(p, ImageReadError)
+            except ImageReadError as exc:
+                if str(exc).endswith(": no such file"):
+                    raise ImageReadError(f"{s}: no such file or folder") from None
+                raise
+            raise ImageReadError(f"{s}: not a file or folder")
     return sorted(found)

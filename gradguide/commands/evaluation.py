@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_device_args
+from . import add_device_args, make_console, resolve_device_arg
 
 
 def register(sub: argparse._SubParsersAction, fmt: type) -> None:
@@ -35,22 +35,20 @@ def register(sub: argparse._SubParsersAction, fmt: type) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from ..eval.evaluate import evaluate
     from ..eval.report import print_report, write_csv, write_json
 
-    err = Console(stderr=True)
+    err = make_console()
     metrics = None
     if args.metrics:
         metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     report = evaluate(
         args.models, args.data, scale=args.scale, metrics=metrics, lpips_net=args.lpips_net,
-        lpips_weights=args.lpips_weights, require_lpips=args.require_lpips, device=args.device,
+        lpips_weights=args.lpips_weights, require_lpips=args.require_lpips, device=resolve_device_arg(args.device),
         precision=args.precision, tile=args.tile, overlap=args.overlap, max_images=args.max_images,
-        progress=True, console=err,
+        progress=err.is_terminal, console=err,
     )
-    print_report(report, Console())
+    print_report(report, make_console(stderr=False))
     if args.json:
         err.print(f"wrote {write_json(report, args.json)}", highlight=False)
     if args.csv:

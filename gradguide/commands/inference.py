@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_device_args
+from . import add_device_args, make_console, resolve_device_arg
 
 
 def register(sub: argparse._SubParsersAction, fmt: type) -> None:
@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction, fmt: type) -> None:
         description="Upscale images with a model. The image stays in CPU memory and one tile at a time "
         "goes to the device; overlapping tiles are blended (no seams). The tile size halves on out-of-memory. "
         "Greyscale, RGBA (alpha upscaled separately, bicubic) and 16-bit PNG are kept as such. Unreadable files "
-        "are named and skipped; the batch goes on (exit code 1 if any was skipped).",
+        "are named and skipped; the batch goes on (exit code 1 if any was skipped). Existing output files are "
+        "kept unless --overwrite is given; an input file is never overwritten. A full disk or a read-only "
+        "output folder stops the batch with one line saying what was written.",
         formatter_class=fmt,
     )
     p.add_argument("model", metavar="MODEL", help="checkpoint file readable by gradguide.load")
@@ -29,6 +31,7 @@ def register(sub: argparse._SubParsersAction, fmt: type) -> None:
     p.add_argument("--compare", action="store_true", help="also write <name>_compare.png (bicubic | model)")
     p.add_argument("--max-pixels", type=int, default=None, help="refuse larger inputs (default 8192*8192)")
     p.add_argument("--suffix", default="", help="added to output file stems")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (default: keep them and skip)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_upscale)
 
@@ -48,20 +51,36 @@ def register(sub: argparse._SubParsersAction, fmt: type) -> None:
 
 
 def _upscale(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from ..errors import BatchStopped
     from ..infer.upscale import upscale
 
-    err = Console(stderr=True)
-    results = upscale(
-        args.model, args.inputs, args.out, scale=args.scale, tile=args.tile or None, overlap=args.overlap,
-        device=args.device, precision=args.precision, save_grad=args.save_grad, compare=args.compare,
-        max_pixels=args.max_pixels, suffix=args.suffix, progress=not args.no_progress, console=err,
-    )
-    ok = [r for r in results if r.ok]
-    bad = [r for r in results if not r.ok]
-    err.print(f"{len(ok)} written to {args.out}, {len(bad)} skipped", highlight=False)
-    return 0 if not bad else 1
+    err = make_console()
+    try:
+        results = upscale(
+            args.model, args.inputs, args.out, scale=args.scale, tile=args.tile or None, overlap=args.overlap,
+            device=resolve_device_arg(args.device), precision=args.precision, save_grad=args.save_grad,
+            compare=args.compare, max_pixels=args.max_pixels, suffix=args.suffix, overwrite=args.overwrite,
+            progress=not args.no_progress, console=err,
+        )
+    except BatchStopped as exc:
+        written = [r for r in exc.results if r.written]
+        if written:
+            names = [r.output.name for r in written]
+            more = f" (+{len(names) - 10} more)" if len(names) > 10 else ""
+            err.print(f"written before stopping: {', '.join(names[:10])}{more}", highlight=False, markup=False)
+        raise
+    err.print(_summary(results, args.out), highlight=False, markup=False)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _summary(results, out) -> str:
+    written = sum(1 for r in results if r.written)
+    exists = sum(1 for r in results if r.exists is not None)
+    bad = sum(1 for r in results if not r.ok)
+    msg = f"{written} written to {out}"
+    if exists:
+        msg += f", {exists} kept (output exists; --overwrite replaces)"
+    return msg + f", {bad} skipped"
 
 
 def _export(args: argparse.Namespace) -> int:

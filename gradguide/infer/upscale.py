@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import ImageReadError
+from ..errors import BatchStopped, GradguideError, ImageReadError, NonFiniteError, TileOOMError
+from ..fileio import FATAL_WRITE_ERRNOS, one_line, os_reason
 from .tiling import InferenceError, DEFAULT_OVERLAP, DEFAULT_TILE, model_scale, resolve_device, resolve_dtype, run_tiles
 
 __all__ = ["UpscaleResult", "upscale", "upscale_image", "resolve_model", "bicubic_band"]
@@ -41,13 +42,19 @@ class UpscaleResult:
     grad: Optional[Path] = None
     compare: Optional[Path] = None
     error: Optional[str] = None
+    exists: Optional[Path] = None  # set when skipped because this output exists (no --overwrite)
     size: Optional[tuple[int, int]] = None  # output (H, W)
     tile: Optional[int] = None  # tile size that succeeded
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
+        """No error (written, or left alone because its output exists)."""
         return self.error is None
+
+    @property
+    def written(self) -> bool:
+        return self.output is not None
 
 
 def resolve_model(model: Union[nn.Module, PathLike], scale: Optional[int] = None) -> nn.Module:
@@ -57,9 +64,16 @@ def resolve_model(model: Union[nn.Module, PathLike], scale: Optional[int] = None
     from ..checkpoints import load
 
     p = Path(model)
-    if not p.is_file():
+    if not p.is_file() and not p.is_symlink():
         raise InferenceError(f"{p}: model file not found")
     return load(p, scale=scale) if scale is not None else load(p)
+
+
+def check_scale(net: nn.Module, scale: Optional[int], name: object = "the model") -> None:
+    """Refuse ``--scale`` that contradicts the model's own ``scale``, naming both."""
+    declared = getattr(net, "scale", None)
+    if scale is not None and isinstance(declared, int) and not isinstance(declared, bool) and declared >= 1 and int(scale) != declared:
+        raise InferenceError(f"--scale {scale}: {name} is an x{declared} model (leave --scale out to use x{declared})")
 
 
 def _quantize_band(x: Tensor, bit_depth: int) -> np.ndarray:
@@ -118,6 +132,8 @@ def upscale_image(
 
     def sink(y0: int, y1: int, sr: Tensor, grad: Optional[Tensor]) -> None:
         band = sr[0]
+        if not bool(torch.isfinite(band).all()):
+            raise NonFiniteError(f"the model's output has NaN/Inf values in rows {y0}-{y1}; nothing written (non-finite weights? see `gradguide inspect`)")
         if band.shape[0] != 3:
             raise InferenceError(f"model returned {band.shape[0]} channels; only 3-channel (RGB) models are supported")
         colour = band.mean(dim=0, keepdim=True) if grey else band
@@ -154,6 +170,39 @@ def _unique_name(stem: str, used: set[str]) -> str:
     return name
 
 
+def prepare_out_dir(out: Path, flag: str = "-o") -> None:
+    """Create the output folder, or refuse with one line naming ``flag``."""
+    if out.exists() and not out.is_dir():
+        raise InferenceError(f"{flag} {out}: is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InferenceError(f"{flag} {out}: is a file, not a folder") from None
+    except OSError as exc:
+        raise InferenceError(f"{flag} {out}: cannot create the folder ({os_reason(exc)})") from None
+
+
+def _expand_inputs(inputs, console) -> tuple[list[Path], list[UpscaleResult], list[str]]:
+    """Each input on its own: a missing path, an empty glob or folder, an unsupported file
+    is named and skipped, and the rest of the batch still runs."""
+    from ..imageio import list_images
+
+    files: dict[Path, None] = {}
+    skipped: list[UpscaleResult] = []
+    for item in [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs):
+        others: list = []
+        try:
+            found = list_images([item], skipped=others)
+        except ImageReadError as exc:
+            skipped.append(UpscaleResult(input=Path(os.fspath(item)), error=str(exc)))
+            continue
+        skipped.extend(UpscaleResult(input=q, error=why) for q, why in others)
+        if not found and not others and Path(os.fspath(item)).is_dir():
+            skipped.append(UpscaleResult(input=Path(os.fspath(item)), error=f"{os.fspath(item)}: no image files in the folder"))
+        files.update(dict.fromkeys(found))
+    return sorted(files), skipped, [r.error for r in skipped if r.error]
+
+
 def upscale(
     model: Union[nn.Module, PathLike],
     inputs: Union[PathLike, Sequence[PathLike]],
@@ -168,6 +217,7 @@ def upscale(
     compare: bool = False,
     max_pixels: Optional[int] = None,
     suffix: str = "",
+    overwrite: bool = False,
     progress: bool = True,
     console=None,
 ) -> list[UpscaleResult]:
@@ -178,89 +228,134 @@ def upscale(
         inputs: files, folders or glob patterns (see :func:`gradguide.imageio.list_images`).
         out_dir: where ``<stem><suffix>.png`` (and ``<stem>_grad.png``,
             ``<stem>_compare.png``) go; created if needed.
-        scale: override the model's ``scale`` attribute.
+        scale: the model's scale where the file cannot tell; refused if it contradicts it.
         tile, overlap: LR tile side and overlap (see :mod:`gradguide.infer.tiling`);
             ``tile=None`` runs each image in one piece.
         device: ``cpu``, ``cuda`` or ``mps``. precision: ``fp32``, ``fp16`` or ``bf16``.
         save_grad: write the gradient branch's map (models returning ``SROutput``).
         compare: write a side-by-side PNG (MATLAB bicubic | model).
         max_pixels: refuse inputs larger than this (decompression bombs).
+        overwrite: replace existing output files. Without it an input whose output exists
+            is skipped (``exists`` is set) and the file is left as it is. An input file
+            is never overwritten, even with ``overwrite``.
         progress: show a rich progress bar over files and tiles (on ``console``).
 
     Returns:
-        one :class:`UpscaleResult` per input file, in order; unreadable files have
-        ``error`` set and no output.
+        one :class:`UpscaleResult` per input file, in order; unreadable files, and files
+        whose output would be non-finite or would replace an input, have ``error`` set
+        and no output.
+
+    Raises:
+        BatchStopped: nothing more can be written to ``out_dir`` (disk full, read-only,
+            permission denied); its ``results`` say what was written before.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..imageio import list_images, read_image, write_image
+    from ..imageio import read_image, write_image
 
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     resolve_device(device)
     resolve_dtype(precision)
     net = resolve_model(model, scale)
+    check_scale(net, scale, model if not isinstance(model, nn.Module) else "the model")
     s = model_scale(net, scale)
-    # expand each input on its own: a missing path or an empty glob is named and skipped,
-    # and the rest of the batch still runs
-    files_set: dict[Path, None] = {}
-    results: list[UpscaleResult] = []
-    for item in [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs):
-        try:
-            files_set.update(dict.fromkeys(list_images([item])))
-        except ImageReadError as exc:
-            results.append(UpscaleResult(input=Path(os.fspath(item)), error=str(exc)))
-            console.print(f"[yellow]skipped:[/yellow] {_escape(str(exc))}", highlight=False)
-    if not files_set:
-        raise ImageReadError(results[0].error if results else "no input images given")
-    files = sorted(files_set)
+    files, results, problems = _expand_inputs(inputs, console)
+    if not files:
+        raise ImageReadError("; ".join(problems) if problems else "no input images given")
+    for msg in problems:
+        console.print(f"[yellow]skipped:[/yellow] {_escape(msg)}", highlight=False)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out)
+    inputs_real = {_real(f) for f in files}
     used: set[str] = set()
     prog = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=not progress, transient=False,
+        console=console, disable=not progress or not console.is_terminal, transient=False,
     )
+
+    def skip(res: UpscaleResult, msg: str) -> None:
+        res.error = msg
+        console.print(f"[yellow]skipped:[/yellow] {_escape(msg)}", highlight=False)
+
     with prog:
         t_files = prog.add_task("files", total=len(files))
         t_tiles = prog.add_task("tiles", total=1)
-        for f in files:
+        for k, f in enumerate(files):
             res = UpscaleResult(input=f)
             t0 = time.perf_counter()
-            prog.update(t_files, description=f"files [dim]{f.name}[/dim]")
+            prog.update(t_files, description=f"files [dim]{_escape(f.name)}[/dim]")
+            stem = _unique_name(f.stem + suffix, used)
+            targets = {"sr": out / f"{stem}.png"}
+            if save_grad:
+                targets["grad"] = out / f"{stem}_grad.png"
+            if compare:
+                targets["compare"] = out / f"{stem}_compare.png"
+            clash = next((t for t in targets.values() if _real(t) in inputs_real), None)
+            existing = next((t for t in targets.values() if os.path.lexists(t)), None)
             try:
-                img = read_image(f, max_pixels=max_pixels)
-                prog.reset(t_tiles, total=1)
+                if clash is not None:
+                    skip(res, f"{f}: skipped, its output {clash} would overwrite an input file (choose another -o or a --suffix)")
+                elif existing is not None and not overwrite:
+                    res.exists = existing
+                    console.print(f"[cyan]exists:[/cyan] {_escape(str(existing))} (kept; --overwrite replaces it)", highlight=False)
+                else:
+                    img = read_image(f, max_pixels=max_pixels)
+                    prog.reset(t_tiles, total=1)
 
-                def on_tile(done: int, total: int) -> None:
-                    prog.update(t_tiles, completed=done, total=total)
+                    def on_tile(done: int, total: int) -> None:
+                        prog.update(t_tiles, completed=done, total=total)
 
-                def on_retry(new_tile: int, exc: BaseException) -> None:
-                    console.print(f"[yellow]{f}: out of memory, retrying with --tile {new_tile}[/yellow]", highlight=False)
+                    def on_retry(new_tile: int, exc: BaseException) -> None:
+                        console.print(f"[yellow]{_escape(str(f))}: out of memory, retrying with --tile {new_tile}[/yellow]", highlight=False)
 
-                r = upscale_image(
-                    net, img.rgb, scale=s, bit_depth=img.bit_depth, grey=img.is_grey, alpha=img.alpha,
-                    with_grad=save_grad, with_compare=compare, tile=tile, overlap=overlap, device=device,
-                    precision=precision, on_tile=on_tile, on_retry=on_retry,
-                )
-                stem = _unique_name(f.stem + suffix, used)
-                res.output = write_image(out / f"{stem}.png", r["sr"])
-                res.size = (r["sr"].shape[0], r["sr"].shape[1])
-                res.tile = r["tile"]
-                if save_grad:
-                    if r["grad"] is None:
-                        console.print(f"[yellow]{f}: the model returns no gradient map; --save-grad ignored[/yellow]", highlight=False)
-                    else:
-                        res.grad = write_image(out / f"{stem}_grad.png", r["grad"])
-                if compare:
-                    res.compare = write_image(out / f"{stem}_compare.png", r["compare"])
-            except ImageReadError as exc:
-                res.error = str(exc)
-                console.print(f"[yellow]skipped:[/yellow] {_escape(str(exc))}", highlight=False)
+                    r = upscale_image(
+                        net, img.rgb, scale=s, bit_depth=img.bit_depth, grey=img.is_grey, alpha=img.alpha,
+                        with_grad=save_grad, with_compare=compare, tile=tile, overlap=overlap, device=device,
+                        precision=precision, on_tile=on_tile, on_retry=on_retry,
+                    )
+                    res.size = (r["sr"].shape[0], r["sr"].shape[1])
+                    res.tile = r["tile"]
+                    res.output = write_image(targets["sr"], r["sr"], overwrite=overwrite)
+                    if save_grad:
+                        if r["grad"] is None:
+                            console.print(f"[yellow]{_escape(str(f))}: the model returns no gradient map; --save-grad ignored[/yellow]", highlight=False)
+                        else:
+                            res.grad = write_image(targets["grad"], r["grad"], overwrite=overwrite)
+                    if compare:
+                        res.compare = write_image(targets["compare"], r["compare"], overwrite=overwrite)
+            except (ImageReadError, NonFiniteError, TileOOMError) as exc:
+                msg = str(exc) if isinstance(exc, ImageReadError) else f"{f}: {exc}"
+                skip(res, msg)
+            except FileExistsError as exc:  # created by someone else while we ran the model
+                res.exists = Path(exc.filename or targets["sr"])
+                console.print(f"[cyan]exists:[/cyan] {_escape(str(res.exists))} (kept; --overwrite replaces it)", highlight=False)
+            except OSError as exc:
+                if exc.errno in FATAL_WRITE_ERRNOS:
+                    results.append(res)
+                    done = [x for x in results if x.written]
+                    left = len(files) - k
+                    raise BatchStopped(
+                        f"-o {out}: {os_reason(exc)} while writing {targets['sr'].name}; stopped with "
+                        f"{len(done)} written, {left} not written",
+                        results,
+                    ) from None
+                skip(res, f"{f}: cannot write {targets['sr']} ({os_reason(exc)})")
+            except (RuntimeError, ValueError) as exc:
+                if isinstance(exc, GradguideError) and not isinstance(exc, ImageReadError):
+                    raise  # a model/argument problem: every file would fail the same way
+                skip(res, f"{f}: {one_line(exc)}")
             res.seconds = time.perf_counter() - t0
             results.append(res)
             prog.advance(t_files)
     return results
+
+
+def _real(p: Path) -> Path:
+    try:
+        return p.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return p.absolute()
 
 
 def _escape(s: str) -> str:
