@@ -261,6 +261,8 @@ def _run(datasets, loaded, scale, crop, wanted, lpips_model, protocol, notes, ma
                 hr_img = read_image(f)
                 hr = _u8(hr_img.rgb)
                 h, w = hr.shape[0] // scale * scale, hr.shape[1] // scale * scale
+                if h == 0 or w == 0:
+                    raise DataError(f"{f}: {hr.shape[1]}x{hr.shape[0]} is smaller than the scale x{scale}")
                 hr = hr[:h, :w]
                 if lr_map:
                     key = f.stem
