@@ -187,6 +187,7 @@ class Recipe:
         def bad(key: str, why: str) -> RecipeError:
             return RecipeError(f"{src}: {key} {why}")
 
+        _check_numbers(self, bad)
         if m.arch not in ARCHS:
             raise bad("model.arch", f"must be one of {', '.join(ARCHS)}, got {m.arch!r}")
         if m.fusion not in FUSIONS:
@@ -239,8 +240,26 @@ class Recipe:
             raise bad("optim.milestones", f"must be positive integers, got {o.milestones!r}")
         if list(o.milestones) != sorted(o.milestones):
             raise bad("optim.milestones", f"must be increasing, got {o.milestones!r}")
-        if o.lr_g <= 0 or o.lr_d <= 0:
-            raise bad("optim.lr_g/lr_d", "must be > 0")
+        for k in ("lr_g", "lr_d"):
+            if not 0 < getattr(o, k) < 1:
+                raise bad(f"optim.{k}", f"must be in (0, 1), got {getattr(o, k)}")
+        for i, b in enumerate(o.betas):
+            if not 0 <= b < 1:
+                raise bad(f"optim.betas[{i}]", f"must be in [0, 1), got {b}")
+        if not 0 < o.eps < 1:
+            raise bad("optim.eps", f"must be in (0, 1), got {o.eps}")
+        for k in ("weight_decay_g", "weight_decay_d"):
+            if not 0 <= getattr(o, k) < 1:
+                raise bad(f"optim.{k}", f"must be in [0, 1), got {getattr(o, k)}")
+        if not 0 < o.gamma <= 1:
+            raise bad("optim.gamma", f"must be in (0, 1], got {o.gamma}")
+        for k in ("discriminator_nf",):
+            if getattr(l, k) < 1:
+                raise bad(f"loss.{k}", f"must be >= 1, got {getattr(l, k)}")
+        if v.max_images < 0:
+            raise bad("val.max_images", f"must be >= 0, got {v.max_images}")
+        if self.log.every < 1:
+            raise bad("log.every", f"must be >= 1, got {self.log.every}")
         for k in ("perceptual", "pixel", "gan", "gradient_pixel", "gradient_gan", "branch"):
             if getattr(l, k) < 0:
                 raise bad(f"loss.{k}", f"must be >= 0, got {getattr(l, k)}")
@@ -262,6 +281,58 @@ class Recipe:
     @property
     def uses_gradient_branch(self) -> bool:
         return self.model.arch in ("spsr", "wrap")
+
+
+def _check_numbers(recipe: "Recipe", bad) -> None:
+    """Every number finite; every backbone size positive.
+
+    ``model.backbone_config`` is free-form (the backbone factory's keyword arguments), so
+    its values are checked against the factory's defaults: a parameter whose default is a
+    positive integer (a width, a depth, a count) must be a positive integer."""
+    import math
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise bad(key, f"must be a finite number, got {value}")
+        if isinstance(value, (list, tuple)):
+            for i, x in enumerate(value):
+                walk(x, f"{key}[{i}]")
+        elif isinstance(value, dict):
+            for k, x in value.items():
+                walk(x, f"{key}.{k}")
+
+    for section in _SECTIONS:
+        for f in dataclasses.fields(getattr(recipe, section)):
+            walk(getattr(getattr(recipe, section), f.name), f"{section}.{f.name}")
+    cfg = recipe.model.backbone_config
+    if not cfg:
+        return
+    import inspect
+
+    from ..plugins import registries
+
+    name = recipe.model.backbone if recipe.model.arch == "wrap" else "rrdbnet"
+    backbones = registries().backbones
+    if name not in backbones:
+        return
+    try:
+        params = inspect.signature(backbones.get(name).factory).parameters
+    except (TypeError, ValueError):
+        return
+    for k, value in cfg.items():
+        p = params.get(k)
+        if p is None:
+            continue
+        default = p.default
+        sizes = value if isinstance(value, (list, tuple)) else [value]
+        size_default = isinstance(default, int) and not isinstance(default, bool) and default >= 1
+        size_list = isinstance(default, (list, tuple)) and default and all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in default
+        )
+        if (size_default or size_list) and not all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in sizes
+        ):
+            raise bad(f"model.backbone_config.{k}", f"must be a positive integer{' list' if size_list else ''}, got {value!r}")
 
 
 _SECTIONS: dict[str, type] = {
