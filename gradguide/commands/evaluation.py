@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction, fmt: type) -> None:
     add_device_args(p)
     p.add_argument("--tile", type=int, default=None, help="tile the model's forward pass (LR px; default whole image)")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap in LR px (default 64)")
+    p.add_argument("--no-reference", action="store_true",
+                   help="the --data folders hold real LR photos without HR: upscale them and report only the "
+                   "no-reference metrics (NIQE); in an HR/ + LR/ folder only the LR side is read")
     p.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images of each dataset")
     p.set_defaults(func=_eval)
 
@@ -46,7 +49,7 @@ def _eval(args: argparse.Namespace) -> int:
         args.models, args.data, scale=args.scale, metrics=metrics, lpips_net=args.lpips_net,
         lpips_weights=args.lpips_weights, require_lpips=args.require_lpips, device=resolve_device_arg(args.device),
         precision=args.precision, tile=args.tile, overlap=args.overlap, max_images=args.max_images,
-        progress=err.is_terminal, console=err,
+        progress=err.is_terminal, console=err, no_reference=args.no_reference,
     )
     print_report(report, make_console(stderr=False))
     if args.json:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import DataError, GradguideError, ImageReadError
-from .protocol import METRICS, EvalError, Protocol
+from .protocol import METRICS, NO_REFERENCE, EvalError, Protocol
 
 __all__ = ["ImageScores", "DatasetResult", "EvalReport", "evaluate", "find_pairs", "BICUBIC"]
 
@@ -140,6 +140,7 @@ def evaluate(
     max_images: Optional[int] = None,
     progress: bool = False,
     console=None,
+    no_reference: bool = False,
 ) -> EvalReport:
     """Evaluate models on datasets under the SR protocol (the API behind ``gradguide eval``).
 
@@ -153,6 +154,9 @@ def evaluate(
         lpips_random_backbone: random trunk (wiring tests only; labelled in the notes).
         require_lpips: raise instead of skipping LPIPS when weights are missing.
         tile: tile the SR forward pass (default: whole image, tiled only on OOM).
+        no_reference: the folders hold real LR photos with no HR (or, in a paired layout,
+            only the LR side is used): super-resolve them and report only the metrics of
+            :data:`~gradguide.eval.protocol.NO_REFERENCE` (NIQE) on the outputs.
 
     Returns:
         an :class:`EvalReport`; render it with :mod:`gradguide.eval.report`.
@@ -165,10 +169,13 @@ def evaluate(
     from .lpips_metric import LPIPSWeightsMissing, create_lpips, lpips_distance
     from .niqe import niqe as niqe_fn
 
-    wanted = tuple(METRICS if metrics is None else metrics)
+    wanted = tuple((NO_REFERENCE if no_reference else METRICS) if metrics is None else metrics)
     bad = [m for m in wanted if m not in METRICS]
     if bad:
         raise EvalError(f"--metrics: unknown {bad}; choose from {list(METRICS)}")
+    if no_reference and any(m not in NO_REFERENCE for m in wanted):
+        need_hr = [m for m in wanted if m not in NO_REFERENCE]
+        raise EvalError(f"--no-reference: {', '.join(need_hr)} need HR images; without them only {', '.join(NO_REFERENCE)} can be computed")
     resolve_device(device)
     resolve_dtype(precision)
     if isinstance(models, (str, os.PathLike, nn.Module)):
@@ -203,10 +210,15 @@ def evaluate(
     crop = int(scale)
     notes: list[str] = []
     unrequested = [m for m in METRICS if m not in wanted]
-    if unrequested:
+    if no_reference:
+        notes.append(f"no reference (real LR inputs, no HR): {', '.join(m for m in METRICS if m not in NO_REFERENCE)} not computed")
+    elif unrequested:
         notes.append(f"not requested (metrics=...): {', '.join(unrequested)}")
     lpips_model = None
     protocol = Protocol(scale=scale, crop=crop)
+    if no_reference:
+        protocol = Protocol(scale=scale, crop=crop, reference="none: the inputs are LR images without HR; "
+                            "no-reference metrics on the SR outputs (border crop = scale)")
     if "LPIPS" in wanted:
         try:
             lpips_model = create_lpips(lpips_net, weights=lpips_weights, random_backbone=lpips_random_backbone)
@@ -227,6 +239,9 @@ def evaluate(
                     console=console, disable=not progress)
     prog.start()
     try:
+        if no_reference:
+            return _run_no_reference(datasets, loaded, scale, crop, wanted, protocol, notes, max_images, tile, overlap,
+                                     device, precision, console, prog)
         return _run(datasets, loaded, scale, crop, wanted, lpips_model, protocol, notes, max_images, tile, overlap,
                     device, precision, console, prog)
     finally:
@@ -327,6 +342,58 @@ def _run(datasets, loaded, scale, crop, wanted, lpips_model, protocol, notes, ma
                 if "NIQE" in wanted or "PI" in wanted:
                     try:
                         sc.metrics["NIQE"] = niqe_fn(sr_t, crop=crop).item()
+                    except ValueError as exc:
+                        results[ds][name].notes.append(f"NIQE skipped for {f.name}: {exc}")
+                results[ds][name].images.append(sc)
+    return EvalReport(protocol=protocol, methods=[n for n, _ in loaded], datasets=ds_names, results=results, notes=notes)
+
+
+def _run_no_reference(datasets, loaded, scale, crop, wanted, protocol, notes, max_images, tile, overlap,
+                      device, precision, console, prog) -> EvalReport:
+    """Super-resolve real LR images (no HR) and measure the no-reference metrics."""
+    from ..data.imresize import imresize
+    from ..imageio import list_images, read_image
+    from ..infer.tiling import tiled_forward
+    from .niqe import niqe as niqe_fn
+
+    results: dict[str, dict[str, DatasetResult]] = {}
+    ds_names: list[str] = []
+    for folder in datasets:
+        root = Path(folder)
+        if not root.is_dir():
+            raise DataError(f"--data {root}: not a folder")
+        files = sorted(find_pairs(root, scale)[1].values()) if (root / "HR").is_dir() else list_images([str(root)])
+        if not files:
+            raise DataError(f"--data {root}: no image files")
+        if max_images:
+            files = files[:max_images]
+        ds = root.resolve().name
+        base, k = ds, 2
+        while ds in results:
+            ds, k = f"{base}_{k}", k + 1
+        ds_names.append(ds)
+        results[ds] = {name: DatasetResult(dataset=ds, method=name, path=str(folder)) for name, _ in loaded}
+        task = prog.add_task(ds, total=len(files))
+        for f in files:
+            prog.advance(task)
+            try:
+                lr = _u8(read_image(f).rgb)
+            except ImageReadError as exc:
+                for name, _ in loaded:
+                    results[ds][name].images.append(ImageScores(name=f.name, error=str(exc)))
+                    results[ds][name].notes.append(f"skipped {f.name}: {exc}")
+                continue
+            for name, net in loaded:
+                if net is None:
+                    sr = imresize(lr, float(scale))
+                else:
+                    lr_f = torch.from_numpy(lr).permute(2, 0, 1).float().div(255.0)[None]
+                    out, _ = tiled_forward(net, lr_f, scale=scale, tile=tile, overlap=overlap, device=device, precision=precision)
+                    sr = _u8(out[0])
+                sc = ImageScores(name=f.name, metrics={m: None for m in METRICS})
+                if "NIQE" in wanted or "PI" in wanted:
+                    try:
+                        sc.metrics["NIQE"] = niqe_fn(_t(sr), crop=crop).item()
                     except ValueError as exc:
                         results[ds][name].notes.append(f"NIQE skipped for {f.name}: {exc}")
                 results[ds][name].images.append(sc)

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 
 from ..errors import EvalError
 
-__all__ = ["Protocol", "METRICS", "LOWER_IS_BETTER", "EvalError"]
+__all__ = ["Protocol", "METRICS", "NO_REFERENCE", "LOWER_IS_BETTER", "EvalError"]
 
 
 
@@ -15,6 +15,8 @@ __all__ = ["Protocol", "METRICS", "LOWER_IS_BETTER", "EvalError"]
 METRICS: tuple[str, ...] = (
     "PI", "LPIPS", "PSNR", "SSIM", "NIQE", "GMSD", "GradL1", "CIEDE2000", "PSNR-RGB", "PSNR-frame8", "PSNR-inner8",
 )
+#: the metrics that need no HR image (``gradguide eval --no-reference``, real LR photos)
+NO_REFERENCE: tuple[str, ...] = ("PI", "NIQE")
 LOWER_IS_BETTER: frozenset[str] = frozenset({"PI", "LPIPS", "NIQE", "GMSD", "GradL1", "CIEDE2000"})
 
 
@@ -24,6 +26,7 @@ class Protocol:
 
     scale: int
     crop: int
+    reference: str = "HR images; LR from them as below, or from a paired LR folder"
     colour_space: str = "Y of ITU-R BT.601 as MATLAB rgb2ycbcr (16-235), rounded to integers (PSNR, SSIM, NIQE)"
     rounding: str = "SR and HR rounded to uint8 (round half up, clipped) before every metric"
     resize_kernel: str = (
