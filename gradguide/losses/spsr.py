@@ -211,6 +211,11 @@ class SPSRLoss(nn.Module):
         return self.gradient_gan > 0
 
     @property
+    def needs_ema(self) -> bool:
+        """Some extra term takes the EMA generator's output (``forward(..., ema_sr=)``)."""
+        return any(getattr(m, "uses_ema", False) for m in self.extra.values())
+
+    @property
     def uses_gradient_maps(self) -> bool:
         return self.gradient_pixel > 0 or self.gradient_gan > 0
 
@@ -229,6 +234,8 @@ class SPSRLoss(nn.Module):
         hr: Tensor,
         d_image: Optional[nn.Module] = None,
         d_grad: Optional[nn.Module] = None,
+        *,
+        ema_sr: Optional[Tensor] = None,
     ) -> GeneratorLoss:
         """The generator loss (Eq. 10).
 
@@ -240,6 +247,8 @@ class SPSRLoss(nn.Module):
             d_image: ``D_I`` (required when ``gan > 0``). Its real logits are taken
                 without autograd; freeze its parameters during the G step yourself.
             d_grad: ``D_GM`` (required when ``gradient_gan > 0``).
+            ema_sr: the EMA generator's SR on the same batch, for extra terms that
+                declare ``uses_ema = True`` (e.g. ``ldl``; see :attr:`needs_ema`).
         """
         out = as_output(out, "SPSRLoss: out")
         sr = out.sr
@@ -282,7 +291,8 @@ class SPSRLoss(nn.Module):
                     target = gradient_map(hr32, padding=self.branch_padding, eps=self.eps)
             parts["branch"] = self.branch * branch_loss(out.grad.float(), hr32, criterion=self.branch_criterion, target=target)
         for name, module in self.extra.items():
-            parts[name] = self.extra_weights[name] * module(out, hr).float()
+            value = module(out, hr, ema_sr=ema_sr) if getattr(module, "uses_ema", False) else module(out, hr)
+            parts[name] = self.extra_weights[name] * value.float()
         if parts:
             total = torch.stack([p.reshape(()) for p in parts.values()]).sum()
         else:
