@@ -230,3 +230,27 @@ def test_images_smaller_than_the_kernel_radius_still_blur():
     assert y.shape == x.shape and torch.isfinite(y).all()
     # replicate borders: a constant image stays constant
     assert torch.allclose(D.blur(torch.full_like(x, 0.3), k), torch.full_like(x, 0.3), atol=1e-6)
+
+
+def test_keyed_items_follow_seed_epoch_and_index():
+    from gradguide.train.sampler import EpochIndexed
+
+    class Tiny(torch.utils.data.Dataset):
+        def __init__(self):
+            self.epoch = -1
+
+        def set_epoch(self, e):
+            self.epoch = e
+
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return torch.zeros(3, 2, 2), torch.full((3, 8, 8), float(i))
+
+    ds = EpochIndexed(D.KeyedItems(Tiny(), seed=5))
+    lr, hr, key = ds[(2, 1)]
+    assert key.dtype == torch.int64 and int(key) == D.item_key(5, 2, 1) and hr[0, 0, 0] == 1
+    assert ds.dataset.dataset.epoch == 2  # set_epoch reached the wrapped dataset
+    batch = torch.utils.data.default_collate([ds[(0, 0)], ds[(0, 2)]])
+    assert batch[2].tolist() == [D.item_key(5, 0, 0), D.item_key(5, 0, 2)]

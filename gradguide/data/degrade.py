@@ -49,6 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 __all__ = [
     "KERNEL_TYPES",
@@ -72,6 +73,7 @@ __all__ = [
     "draw_params",
     "degrade",
     "Degradation",
+    "KeyedItems",
 ]
 
 KernelType = Literal["iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso"]
@@ -642,3 +644,28 @@ class Degradation(nn.Module):
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, gt_usm={self.cfg.gt_usm}"
+
+
+class KeyedItems(Dataset):
+    """Training items with their degradation key: ``(lr, hr) -> (lr, hr, key)``.
+
+    ``key`` is :func:`item_key` of ``(seed, epoch, index)`` as a 0-d int64 tensor, so the
+    DataLoader collates it into the ``(B,)`` keys :func:`degrade` takes on the device.
+    ``set_epoch`` is passed on to the wrapped dataset (the resumable sampler calls it)."""
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int):
+        item = self.dataset[index]
+        return (*item[:2], torch.tensor(item_key(self.seed, self.epoch, index), dtype=torch.int64))
