@@ -26,7 +26,7 @@ from torch import nn
 from ..errors import DataError, GradguideError, ImageReadError
 from .protocol import METRICS, NO_REFERENCE, EvalError, Protocol
 
-__all__ = ["ImageScores", "DatasetResult", "EvalReport", "evaluate", "find_pairs", "BICUBIC"]
+__all__ = ["ImageScores", "DatasetResult", "EvalReport", "evaluate", "find_pairs", "bicubic_lr", "BICUBIC"]
 
 PathLike = Union[str, os.PathLike]
 BICUBIC = "bicubic"
@@ -141,6 +141,7 @@ def evaluate(
     progress: bool = False,
     console=None,
     no_reference: bool = False,
+    lr_cache: Optional[PathLike] = None,
 ) -> EvalReport:
     """Evaluate models on datasets under the SR protocol (the API behind ``gradguide eval``).
 
@@ -157,6 +158,9 @@ def evaluate(
         no_reference: the folders hold real LR photos with no HR (or, in a paired layout,
             only the LR side is used): super-resolve them and report only the metrics of
             :data:`~gradguide.eval.protocol.NO_REFERENCE` (NIQE) on the outputs.
+        lr_cache: folder for the bicubic LR images made from HR (one ``.npy`` per image,
+            per dataset and scale, keyed by the HR file's size and mtime), so later runs
+            read them instead of resizing again; default ``$GRADGUIDE_LR_CACHE``, else none.
 
     Returns:
         an :class:`EvalReport`; render it with :mod:`gradguide.eval.report`.
@@ -243,19 +247,76 @@ def evaluate(
             return _run_no_reference(datasets, loaded, scale, crop, wanted, protocol, notes, max_images, tile, overlap,
                                      device, precision, console, prog)
         return _run(datasets, loaded, scale, crop, wanted, lpips_model, protocol, notes, max_images, tile, overlap,
-                    device, precision, console, prog)
+                    device, precision, console, prog, lr_cache=lr_cache or os.environ.get("GRADGUIDE_LR_CACHE") or None)
     finally:
         prog.stop()
 
 
+def bicubic_lr(hr_file: Path, hr: np.ndarray, scale: int, cache: Optional[PathLike] = None) -> np.ndarray:
+    """MATLAB-bicubic LR ``(h, w, 3)`` uint8 of ``hr`` (already cropped to the scale), read
+    from / written to ``cache`` when given: ``<cache>/<dataset>-<hash of its folder>/x<scale>/
+    <stem>-<mtime_ns>-<size>.npy``. A changed HR file gets a new key; a bad entry is remade."""
+    from ..data.imresize import imresize
+
+    if not cache:
+        return imresize(hr, 1.0 / scale)
+    import hashlib
+
+    folder = hr_file.resolve().parent
+    st = hr_file.stat()
+    tag = hashlib.sha1(str(folder).encode()).hexdigest()[:10]
+    path = Path(cache) / f"{folder.name}-{tag}" / f"x{scale}" / f"{hr_file.name}-{st.st_mtime_ns}-{st.st_size}.npy"
+    want = (hr.shape[0] // scale, hr.shape[1] // scale, 3)
+    try:
+        lr = np.load(path, allow_pickle=False)
+        if lr.shape == want and lr.dtype == np.uint8:
+            return lr
+    except (OSError, ValueError):
+        pass
+    lr = imresize(hr, 1.0 / scale)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, lr, allow_pickle=False)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache still works, it only does not fill
+    return lr
+
+
+def _batched_metrics(srs: list[torch.Tensor], hr: "ImageFeatures", wanted, crop: int, dev) -> tuple[dict[str, list], list[tuple[str, str]]]:
+    """Every wanted metric of :mod:`gradguide.eval.features` for the SR images of all
+    methods (one batch) against one HR image: ``({metric: [value per SR]}, [(metric, why skipped)])``."""
+    from .features import NR_METRICS, PAIR_METRICS, ImageFeatures
+
+    out: dict[str, list] = {}
+    notes: list[tuple[str, str]] = []
+    if not srs:
+        return out, notes
+    sr = ImageFeatures(torch.cat(srs).to(device=dev, dtype=torch.float64), crop)
+    for m in wanted:
+        if m in PAIR_METRICS:
+            out[m] = PAIR_METRICS[m](sr, hr).tolist()
+    want_nr = {("NIQE" if m == "PI" else m) for m in wanted} & set(NR_METRICS)
+    for m in sorted(want_nr):
+        try:
+            out[m] = NR_METRICS[m](sr).tolist()
+        except ValueError as exc:  # e.g. NIQE on an image smaller than one block
+            notes.append((m, str(exc)))
+    return out, notes
+
+
 def _run(datasets, loaded, scale, crop, wanted, lpips_model, protocol, notes, max_images, tile, overlap,
-         device, precision, console, prog) -> EvalReport:
+         device, precision, console, prog, lr_cache: Optional[PathLike] = None) -> EvalReport:
     from ..data.imresize import imresize
     from ..imageio import read_image
     from ..infer.tiling import tiled_forward
     from . import metrics as M
+    from .features import ImageFeatures
     from .lpips_metric import lpips_distance
-    from .niqe import niqe as niqe_fn
+
+    mdev = torch.device(device)  # metrics run on the model's device
 
     results: dict[str, dict[str, DatasetResult]] = {}
     ds_names: list[str] = []
@@ -290,7 +351,7 @@ def _run(datasets, loaded, scale, crop, wanted, lpips_model, protocol, notes, ma
                     hr = hr[:h, :w]
                     lr = lr[: h // scale, : w // scale]
                 else:
-                    lr = imresize(hr, 1.0 / scale)
+                    lr = bicubic_lr(f, hr, scale, lr_cache)
             except (ImageReadError, DataError) as exc:
                 for name, _ in loaded:
                     results[ds][name].images.append(ImageScores(name=f.name, error=str(exc)))
@@ -301,6 +362,9 @@ def _run(datasets, loaded, scale, crop, wanted, lpips_model, protocol, notes, ma
                     console.print(f"[yellow]skipped:[/yellow] {escape(str(exc))}", highlight=False)
                 continue
             hr_t = _t(hr)
+            # the HR side of every metric is computed once, for all methods
+            hr_feat = ImageFeatures(hr_t.to(device=mdev, dtype=torch.float64), crop)
+            pending: list[tuple[str, torch.Tensor]] = []
             for name, net in loaded:
                 if net is None:
                     sr = imresize(lr, float(scale))
@@ -314,16 +378,14 @@ def _run(datasets, loaded, scale, crop, wanted, lpips_model, protocol, notes, ma
                     results[ds][name].images.append(ImageScores(name=f.name, error=err))
                     results[ds][name].notes.append(err)
                     continue
+                pending.append((name, sr_t))
+            # the registered metrics (gradguide.eval.features) for all methods in one batch
+            fast, fast_notes = _batched_metrics([t for _, t in pending], hr_feat, wanted, crop, mdev)
+            for k, (name, sr_t) in enumerate(pending):
+                results[ds][name].notes.extend(f"{m} skipped for {f.name}: {why}" for m, why in fast_notes)
                 sc = ImageScores(name=f.name)
                 sc.metrics = {m: None for m in METRICS}
-                if "PSNR" in wanted:
-                    sc.metrics["PSNR"] = M.psnr_y(sr_t, hr_t, crop=crop).item()
-                if "SSIM" in wanted:
-                    sc.metrics["SSIM"] = M.ssim_y(sr_t, hr_t, crop=crop).item()
-                if "GMSD" in wanted:
-                    sc.metrics["GMSD"] = M.gmsd(sr_t, hr_t, crop=crop).item()
-                if "GradL1" in wanted:
-                    sc.metrics["GradL1"] = M.gradient_l1(sr_t, hr_t, crop=crop).item()
+                sc.metrics.update({m: v[k] for m, v in fast.items()})
                 if "CIEDE2000" in wanted:
                     sc.metrics["CIEDE2000"] = M.ciede2000(sr_t, hr_t, crop=crop).item()
                 if "PSNR-RGB" in wanted:
@@ -339,11 +401,6 @@ def _run(datasets, loaded, scale, crop, wanted, lpips_model, protocol, notes, ma
                         sc.metrics["LPIPS"] = lpips_distance(sr_t, hr_t, lpips_model, crop=crop).item()
                     except RuntimeError as exc:  # e.g. smaller than the trunk's receptive field
                         results[ds][name].notes.append(f"LPIPS skipped for {f.name}: {str(exc).splitlines()[0]}")
-                if "NIQE" in wanted or "PI" in wanted:
-                    try:
-                        sc.metrics["NIQE"] = niqe_fn(sr_t, crop=crop).item()
-                    except ValueError as exc:
-                        results[ds][name].notes.append(f"NIQE skipped for {f.name}: {exc}")
                 results[ds][name].images.append(sc)
     return EvalReport(protocol=protocol, methods=[n for n, _ in loaded], datasets=ds_names, results=results, notes=notes)
 

@@ -124,17 +124,14 @@ def ssim_y(sr: Tensor, hr: Tensor, *, crop: int = 0, quantize: bool = True) -> T
     """SSIM on Y (Wang et al. 2004 ``ssim_index.m``): 11x11 Gaussian window, sigma 1.5,
     K1 = 0.01, K2 = 0.03, L = 255, statistics over the 'valid' region only.
 
-    Computed by ``kornia.metrics.ssim`` (``padding='valid'``) in float64. Returns ``(B,)``.
+    The Gaussian is applied separably in float64 (:mod:`gradguide.eval.features`); it
+    equals ``kornia.metrics.ssim`` (``padding='valid'``) to 1e-6. Returns ``(B,)``.
     """
-    from kornia.metrics import ssim as _kssim
+    from .features import ImageFeatures
+    from .features import ssim_y as _ssim
 
     a, b = _prepare(sr, hr, quantize)
-    ya = crop_border(rgb_to_y(a, round_y=quantize), crop)
-    yb = crop_border(rgb_to_y(b, round_y=quantize), crop)
-    if min(ya.shape[-2:]) < 11:
-        raise ValueError(f"ssim_y: image of size {tuple(ya.shape[-2:])} is smaller than the 11x11 window")
-    smap = _kssim(ya, yb, window_size=11, max_val=255.0, padding="valid")
-    return smap.flatten(1).mean(dim=1)
+    return _ssim(ImageFeatures(a, crop, rounded=quantize), ImageFeatures(b, crop, rounded=quantize))
 
 
 def _luma_0299(x: Tensor) -> Tensor:

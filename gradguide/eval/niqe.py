@@ -59,12 +59,30 @@ def _gaussian_window() -> np.ndarray:
 
 
 def _filter_replicate(im: np.ndarray, win: np.ndarray) -> np.ndarray:
-    """``imfilter(im, win, 'replicate')`` (correlation, same size) via torch conv2d."""
+    """``imfilter(im, win, 'replicate')`` (correlation, same size) via torch conv2d.
+
+    Kept as one 2-D convolution on purpose: where the image is flat, ``sigma`` is the
+    square root of a rounding residue and the AGGD fits of those blocks follow that
+    noise, so a separable filter (equal to rounding) moves NIQE by up to ~0.02 there.
+    """
     r = win.shape[0] // 2
     t = torch.from_numpy(im)[None, None]
     t = torch.nn.functional.pad(t, (r, r, r, r), mode="replicate")
     k = torch.from_numpy(win)[None, None]
     return torch.nn.functional.conv2d(t, k)[0, 0].numpy()
+
+
+def _nearest(table: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``argmin((table - x)^2)`` for each ``x`` (first minimum, like MATLAB's ``min``),
+    for a strictly increasing ``table``: a binary search and the two neighbours, instead
+    of the whole ``(len(x), len(table))`` difference matrix. Non-finite ``x`` gives 0,
+    as the full search does (every difference is inf or NaN there)."""
+    n = len(table)
+    i = np.clip(np.searchsorted(table, np.where(np.isfinite(x), x, 0.0)), 1, n - 1)
+    lo, hi = table[i - 1], table[i]
+    with np.errstate(invalid="ignore"):
+        pick_lo = (lo - x) ** 2 <= (hi - x) ** 2
+    return np.where(np.isfinite(x), np.where(pick_lo, i - 1, i), 0)
 
 
 def _aggd(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -79,9 +97,7 @@ def _aggd(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         gammahat = leftstd / rightstd
         rhat = np.abs(v).mean(1) ** 2 / (v**2).mean(1)
         rhatnorm = rhat * (gammahat**3 + 1) * (gammahat + 1) / (gammahat**2 + 1) ** 2
-    diff = (r_gam[None, :] - rhatnorm[:, None]) ** 2
-    # MATLAB's min returns the first minimum; NaN rows (no negatives, ...) give NaN features
-    pos_ = np.argmin(np.where(np.isnan(diff), np.inf, diff), axis=1)
+    pos_ = _nearest(r_gam, rhatnorm)
     alpha = gam[pos_]
     alpha = np.where(np.isnan(rhatnorm), np.nan, alpha)
     with np.errstate(invalid="ignore"):
