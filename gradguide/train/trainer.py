@@ -47,7 +47,15 @@ from .build import (
 )
 from .recipe import Recipe, recipe_to_dict, recipe_to_toml
 from .sampler import EpochIndexed, ResumableBatchSampler
-from .state import STATE_VERSION, atomic_torch_save, capture_rng_state, load_state_file, restore_rng_state
+from .state import (
+    STATE_VERSION,
+    atomic_torch_save,
+    capture_rng_state,
+    clean_stale_files,
+    load_state_with_fallback,
+    restore_rng_state,
+    state_exists,
+)
 
 __all__ = ["Trainer", "TrainResult", "TrainingStopped", "train", "STATE_FILE"]
 
@@ -67,7 +75,9 @@ class TrainResult:
     last_val: Optional[dict] = None
     seconds: float = 0.0
     history: list = field(default_factory=list)
-    stopped: Optional[str] = None  # why training ended before train.iterations (e.g. "time limit")
+    stopped: Optional[str] = None  # why training ended before train.iterations ("time limit", "SIGINT", "SIGTERM")
+    start_iteration: int = 0  # where this run started (> 0 after --resume)
+    saved_iteration: Optional[int] = None  # the iteration of the last checkpoint written
 
 
 def as_output(out: Any) -> SROutput:
@@ -149,9 +159,9 @@ class Trainer:
         self._prev_deterministic = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
         _set_deterministic(t.deterministic, self.device)
         state_path = self.out_dir / STATE_FILE
-        if resume and not state_path.is_file():
+        if resume and not state_exists(state_path):
             raise CheckpointError(f"--resume: no training state at {state_path}")
-        if not resume and state_path.is_file():
+        if not resume and state_exists(state_path):
             raise CheckpointError(f"{state_path} exists: pass --resume to continue that run, or choose another --out")
         # data first: a missing or empty folder fails before any model is built
         ds = train_dataset if train_dataset is not None else build_train_dataset(recipe)
@@ -173,6 +183,7 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(recipe.data.seed),  # never touch the global RNG
             persistent_workers=workers > 0,
+            worker_init_fn=_ignore_stop_signals if workers > 0 else None,
         )
         self.val_dataset = val_dataset if val_dataset is not None else (build_val_dataset(recipe) if recipe.val.every else None)
         _seed_everything(t.seed)
@@ -283,7 +294,7 @@ class Trainer:
         }
 
     def _load_state(self, path: Path) -> None:
-        state = load_state_file(path, map_location=self.device)
+        state, path = load_state_with_fallback(path, map_location=self.device, say=self._say)
         saved_model = state["recipe"].get("model", {})
         now_model = recipe_to_dict(self.recipe)["model"]
         diff = [k for k in now_model if k != "pretrained" and saved_model.get(k) != now_model[k]]
@@ -331,7 +342,7 @@ class Trainer:
             state = self.state_dict()
             if rng_ranks is not None:
                 state["rng_ranks"] = rng_ranks
-            atomic_torch_save(state, self.out_dir / STATE_FILE)
+            atomic_torch_save(state, self.out_dir / STATE_FILE, keep_previous=True)
             meta = {"iteration": str(self.iteration), "recipe": self.recipe.name}
             save_model(self.G, self.out_dir / G_LATEST, metadata=meta)
             if self.ema is not None:
@@ -444,8 +455,7 @@ class Trainer:
         t, v = self.recipe.train, self.recipe.val
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            for stale in self.out_dir.glob(f".{STATE_FILE}.*.tmp"):  # left by a killed write
-                stale.unlink(missing_ok=True)
+            clean_stale_files(self.out_dir)  # temporary files a killed write left behind
             (self.out_dir / RECIPE_FILE).write_text(recipe_to_toml(self.recipe), encoding="utf-8")
         gdist.barrier(self.dist)
         self._writer = self._open_writer()
@@ -467,8 +477,9 @@ class Trainer:
         )
         data = iter(self.loader)
         stopped: Optional[str] = None
+        signals = _StopSignals()
         try:
-            with progress:
+            with progress, signals:
                 task = progress.add_task("train", total=t.iterations, completed=self.iteration, speed="", losses="")
                 while self.iteration < t.iterations:
                     self._set_phase(self.in_warmup)
@@ -502,6 +513,12 @@ class Trainer:
                         self.save_checkpoint()
                     for cb in self.callbacks:
                         cb(self)
+                    if gdist.any_true(signals.received is not None, self.dist, self.device) and self.iteration < t.iterations:
+                        # SIGINT/SIGTERM: a checkpoint at this step boundary, then stop
+                        if self.bad_streak == 0 and self.last_good_iteration != self.iteration:
+                            self.save_checkpoint()
+                        stopped = signals.received or "SIGTERM"
+                        break
                     if t.time_limit_s and self.iteration < t.iterations:
                         over = time.perf_counter() - t0 > t.time_limit_s
                         if gdist.any_true(over, self.dist, self.device):
@@ -522,6 +539,8 @@ class Trainer:
             seconds=time.perf_counter() - t0,
             history=list(self.history),
             stopped=stopped,
+            start_iteration=start_it,
+            saved_iteration=self.last_good_iteration,
         )
 
     def _log(self, terms: dict) -> None:
@@ -559,6 +578,51 @@ class Trainer:
         det, bench, cudnn_det = self._prev_deterministic
         torch.use_deterministic_algorithms(det)
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = bench, cudnn_det
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Data-loader workers leave SIGINT/SIGTERM to the main process, which stops cleanly."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class _StopSignals:
+    """While active, SIGINT and SIGTERM only set ``received`` (the loop saves a checkpoint
+    at the next step boundary and stops); a second SIGINT interrupts at once. Only in the
+    main thread (signal handlers cannot be set elsewhere); previous handlers come back on exit."""
+
+    def __init__(self) -> None:
+        self.received: Optional[str] = None
+        self._old: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        import signal
+
+        name = signal.Signals(signum).name
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = name
+
+    def __enter__(self) -> "_StopSignals":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    self._old[sig] = signal.signal(sig, self._handle)
+                except (ValueError, OSError):  # pragma: no cover
+                    pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
 
 
 def train(recipe: Recipe, out_dir: os.PathLike | str, *, resume: bool = False, **kw) -> TrainResult:
