@@ -127,6 +127,37 @@ def error_line(exc: BaseException) -> str:
     return one_line(msg, limit=400) or type(exc).__name__
 
 
+class _one_line_warnings:
+    """Show each warning as one ``warning: ...`` line (no source line, no file:lineno of
+    gradguide's or torch's code); each distinct message once."""
+
+    def __init__(self, console) -> None:
+        self.console = console
+        self.seen: set[str] = set()
+
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("default")
+        warnings.showwarning = self._show
+        return self
+
+    def _show(self, message, category, filename, lineno, file=None, line=None) -> None:
+        from rich.markup import escape
+
+        from .fileio import one_line
+
+        text = one_line(message, limit=400)
+        if text not in self.seen:
+            self.seen.add(text)
+            self.console.print(f"[yellow]warning:[/yellow] {escape(text)}", highlight=False)
+
+    def __exit__(self, *exc) -> None:
+        self._ctx.__exit__(*exc)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from rich.markup import escape
 
@@ -145,7 +176,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        with _one_line_warnings(err):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]")
         return 130
