@@ -140,7 +140,7 @@ def resume_command(out: Path) -> str:
     """The exact command that continues the run in ``out``."""
     import shlex
 
-    return f"gradguide train --resume {shlex.quote(str(out))}"
+    return f"gradguide train --resume {shlex.quote(str(Path(out).absolute()))}"
 
 
 def _train(args: argparse.Namespace) -> int:
