@@ -1,14 +1,15 @@
-"""Helpers shared by the built-in backbones: BasicSR's ``Upsample`` and checkpoint-layout
-utilities (hyperparameters inferred from tensor shapes)."""
+"""BasicSR's ``Upsample``, shared by the built-in EDSR, RCAN and SwinIR."""
 from __future__ import annotations
 
 import math
 import re
-from typing import Optional
+from typing import Mapping
 
 from torch import Tensor, nn
 
-__all__ = ["Upsample", "count_indexed", "shuffle_scale", "rename"]
+from gradguide.plugin import shuffle_factor
+
+__all__ = ["Upsample", "upsample_stages"]
 
 
 class Upsample(nn.Sequential):
@@ -27,35 +28,8 @@ class Upsample(nn.Sequential):
         super().__init__(*m)
 
 
-def count_indexed(sd: dict[str, Tensor], prefix: str) -> int:
-    """Number of distinct ``N`` in keys ``{prefix}N.…``."""
-    pat = re.compile(re.escape(prefix) + r"(\d+)\.")
-    return len({int(m.group(1)) for k in sd if (m := pat.match(k))})
-
-
-def shuffle_scale(sd: dict[str, Tensor], prefix: str, num_feat: int, meta: dict, scale: Optional[int]) -> int:
-    """Scale of a BasicSR ``Upsample`` stored under ``prefix`` (``upsample.``): one stage
-    of 9nf is x3, otherwise 2^(number of 4nf stages)."""
-    if scale is not None:
-        return int(scale)
+def upsample_stages(sd: Mapping[str, Tensor], prefix: str, num_feat: int) -> list[int]:
+    """The factors of a BasicSR ``Upsample`` stored under ``prefix`` (``upsample.``), for
+    :func:`gradguide.plugin.infer_scale`."""
     convs = sorted(int(m.group(1)) for k in sd if (m := re.match(re.escape(prefix) + r"(\d+)\.weight$", k)))
-    if not convs:
-        raise ValueError(f"no upsampling convs under {prefix!r}")
-    if len(convs) == 1 and sd[f"{prefix}{convs[0]}.weight"].shape[0] == 9 * num_feat:
-        return 3
-    return 2 ** len(convs)
-
-
-def rename(sd: dict[str, Tensor], rules: list[tuple[str, str]]) -> tuple[dict[str, Tensor], list[str]]:
-    """Apply the first matching ``(regex, replacement)`` to each key; returns the renamed
-    dict and the keys no rule matched."""
-    out, unmatched = {}, []
-    compiled = [(re.compile(p), r) for p, r in rules]
-    for k, v in sd.items():
-        for pat, rep in compiled:
-            if pat.fullmatch(k):
-                out[pat.sub(rep, k)] = v
-                break
-        else:
-            unmatched.append(k)
-    return out, unmatched
+    return [shuffle_factor(sd[f"{prefix}{i}.weight"].shape[0], num_feat) for i in convs]

@@ -14,14 +14,14 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from gradguide.errors import CheckpointError
-from gradguide.registry import BackboneEntry, CheckpointLayout
-from gradguide.spec import GuidanceSpec, Tap, even_taps
+from gradguide.plugin import (
+    Architecture, CheckpointError, CheckpointLayout, Converted, GuidanceSpec, Tap, count_indexed, even_taps, infer_scale, rename,
+)
 
-from .common import Upsample, count_indexed, rename, shuffle_scale
+from .common import Upsample, upsample_stages
 from .srresnet import ResidualBlockNoBN
 
-__all__ = ["EDSR", "edsr_spec", "backbone_entries", "checkpoint_layouts", "DIV2K_MEAN"]
+__all__ = ["EDSR", "edsr_spec", "backbone_entries", "DIV2K_MEAN", "mean_buffer", "official_to_basicsr"]
 
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 
@@ -37,7 +37,7 @@ class EDSR(nn.Module):
         super().__init__()
         self.num_in_ch, self.num_out_ch, self.num_feat, self.num_block = num_in_ch, num_out_ch, num_feat, num_block
         self.upscale, self.res_scale, self.img_range, self.rgb_mean = upscale, res_scale, img_range, tuple(rgb_mean)
-        self.register_buffer("mean", _mean(rgb_mean, num_in_ch), persistent=False)
+        self.register_buffer("mean", mean_buffer(rgb_mean, num_in_ch), persistent=False)
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
         self.body = nn.Sequential(*[ResidualBlockNoBN(num_feat, res_scale) for _ in range(num_block)])
         self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
@@ -60,7 +60,8 @@ class EDSR(nn.Module):
                     upscale=self.upscale, res_scale=self.res_scale, img_range=self.img_range, rgb_mean=list(self.rgb_mean))
 
 
-def _mean(rgb_mean, channels: int) -> Tensor:
+def mean_buffer(rgb_mean, channels: int) -> Tensor:
+    """The ``(1, C, 1, 1)`` mean the model subtracts (zeros when ``C`` is not the mean's length)."""
     m = torch.tensor(rgb_mean, dtype=torch.float32)
     if channels != len(m):
         m = torch.zeros(channels)
@@ -82,22 +83,14 @@ def _config(sd: dict, meta: dict, scale: Optional[int]) -> dict:
     nf = int(sd["conv_first.weight"].shape[0])
     return dict(
         num_in_ch=int(sd["conv_first.weight"].shape[1]), num_out_ch=int(sd["conv_last.weight"].shape[0]), num_feat=nf,
-        num_block=count_indexed(sd, "body."), upscale=shuffle_scale(sd, "upsample.", nf, meta, scale),
+        num_block=count_indexed(sd, "body."), upscale=infer_scale(upsample_stages(sd, "upsample.", nf), meta, scale),
         # the paper's large EDSR (256 features) uses residual scaling 0.1, the baseline none
         res_scale=0.1 if nf >= 256 else 1.0,
     )
 
 
-def _detect_basicsr(sd: dict, meta: dict) -> bool:
-    return "conv_first.weight" in sd and "body.0.conv1.weight" in sd and "conv_after_body.weight" in sd and "upsample.0.weight" in sd
-
-
-def _convert_basicsr(sd: dict, meta: dict, scale: Optional[int] = None) -> tuple:
-    return "edsr", _config(sd, meta, scale), dict(sd), {}
-
-
-def _detect_official(sd: dict, meta: dict) -> bool:
-    return "head.0.weight" in sd and "body.0.body.0.weight" in sd and "tail.0.0.weight" in sd and "body.0.body.3.conv_du.0.weight" not in sd
+def _convert_basicsr(sd: dict, meta: dict, scale: Optional[int]) -> Converted:
+    return Converted(_config(sd, meta, scale), dict(sd), {})
 
 
 def _mean_shift_ignored(sd: dict) -> dict[str, str]:
@@ -115,7 +108,7 @@ def _mean_shift_ignored(sd: dict) -> dict[str, str]:
     return ignored
 
 
-def _official_to_basicsr(sd: dict, inner: list) -> tuple[dict, dict]:
+def official_to_basicsr(sd: dict, inner: list) -> tuple[dict, dict]:
     """head/body/tail -> conv_first/body/conv_after_body/upsample/conv_last."""
     ignored = _mean_shift_ignored(sd)
     nb = count_indexed({k: v for k, v in sd.items() if re.match(r"body\.\d+\.body\.", k)}, "body.")
@@ -132,25 +125,30 @@ def _official_to_basicsr(sd: dict, inner: list) -> tuple[dict, dict]:
     return out, ignored
 
 
-def _convert_official(sd: dict, meta: dict, scale: Optional[int] = None) -> tuple:
-    out, ignored = _official_to_basicsr(sd, [
+def _convert_official(sd: dict, meta: dict, scale: Optional[int]) -> Converted:
+    out, ignored = official_to_basicsr(sd, [
         (r"body\.(\d+)\.body\.0\.(weight|bias)", r"body.\1.conv1.\2"),
         (r"body\.(\d+)\.body\.2\.(weight|bias)", r"body.\1.conv2.\2"),
     ])
-    return "edsr", _config(out, meta, scale), out, ignored
+    return Converted(_config(out, meta, scale), out, ignored)
 
 
-def checkpoint_layouts() -> list[CheckpointLayout]:
+LAYOUTS = (
+    CheckpointLayout(
+        "basicsr-edsr", _convert_basicsr, keys=("conv_first.weight", "body.0.conv1.weight", "conv_after_body.weight", "upsample.0.weight"),
+        priority=20, description="BasicSR EDSR",
+    ),
+    CheckpointLayout(
+        "edsr-official", _convert_official, keys=("head.0.weight", "body.0.body.0.weight", "tail.0.0.weight"),
+        absent=("body.0.body.3.conv_du.0.weight",), priority=20, description="EDSR-PyTorch (head/body/tail, MeanShift)",
+    ),
+)
+
+
+def backbone_entries() -> list[Architecture]:
     return [
-        CheckpointLayout("basicsr-edsr", _detect_basicsr, _convert_basicsr, 20, "BasicSR EDSR"),
-        CheckpointLayout("edsr-official", _detect_official, _convert_official, 20, "EDSR-PyTorch (head/body/tail, MeanShift)"),
-    ]
-
-
-def backbone_entries() -> list[BackboneEntry]:
-    return [
-        BackboneEntry(
+        Architecture(
             name="edsr", factory=EDSR, classes=(EDSR,), spec=edsr_spec, config_of=lambda m: m.config, scales=(2, 3, 4),
-            description="EDSR / EDSR-baseline (BasicSR names; EDSR-PyTorch layout loads)",
+            description="EDSR / EDSR-baseline (BasicSR names; EDSR-PyTorch layout loads)", scale_arg="upscale", layouts=LAYOUTS,
         )
     ]

@@ -1,24 +1,19 @@
-"""Built-in backbones as a gradguide plugin (entry point ``builtin_backbones``).
+"""Built-in backbones as a gradguide plugin (``builtin_backbones``).
 
-Registered exactly like a third-party plugin: the hooks below are all there is.
+The host registers this module first, directly, through the same hook a third-party
+plugin implements; each architecture entry carries its own checkpoint layouts.
+RRDBNet is the core's (:mod:`gradguide.models.rrdb`); this plugin only registers it.
 """
 from __future__ import annotations
 
-from gradguide.hookspecs import hookimpl
+from gradguide.plugin import Architecture, hookimpl
+
+from . import edsr, rcan, rrdb, spandrel_models, srresnet, swinir
 
 
 @hookimpl
-def gradguide_backbones() -> list:
-    from . import edsr, rcan, rrdb, spandrel_models, srresnet, swinir
-
+def gradguide_backbones() -> list[Architecture]:
     return [
         *rrdb.backbone_entries(), *srresnet.backbone_entries(), *edsr.backbone_entries(),
         *rcan.backbone_entries(), *swinir.backbone_entries(), *spandrel_models.backbone_entries(),
     ]
-
-
-@hookimpl
-def gradguide_checkpoint_layouts() -> list:
-    from . import edsr, rcan, srresnet, swinir
-
-    return [*srresnet.checkpoint_layouts(), *edsr.checkpoint_layouts(), *rcan.checkpoint_layouts(), *swinir.checkpoint_layouts()]

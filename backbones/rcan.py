@@ -12,13 +12,12 @@ from typing import Optional
 
 from torch import Tensor, nn
 
-from gradguide.registry import BackboneEntry, CheckpointLayout
-from gradguide.spec import GuidanceSpec, Tap, even_taps
+from gradguide.plugin import Architecture, CheckpointLayout, Converted, GuidanceSpec, Tap, count_indexed, even_taps, infer_scale
 
-from .common import Upsample, count_indexed, shuffle_scale
-from .edsr import DIV2K_MEAN, _mean, _official_to_basicsr
+from .common import Upsample, upsample_stages
+from .edsr import DIV2K_MEAN, mean_buffer, official_to_basicsr
 
-__all__ = ["RCAN", "ChannelAttention", "RCAB", "ResidualGroup", "rcan_spec", "backbone_entries", "checkpoint_layouts"]
+__all__ = ["RCAN", "ChannelAttention", "RCAB", "ResidualGroup", "rcan_spec", "backbone_entries"]
 
 
 class ChannelAttention(nn.Module):
@@ -75,7 +74,7 @@ class RCAN(nn.Module):
         self.num_in_ch, self.num_out_ch, self.num_feat, self.num_group, self.num_block = num_in_ch, num_out_ch, num_feat, num_group, num_block
         self.squeeze_factor, self.upscale, self.res_scale = squeeze_factor, upscale, res_scale
         self.img_range, self.rgb_mean = img_range, tuple(rgb_mean)
-        self.register_buffer("mean", _mean(rgb_mean, num_in_ch), persistent=False)
+        self.register_buffer("mean", mean_buffer(rgb_mean, num_in_ch), persistent=False)
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
         self.body = nn.Sequential(*[ResidualGroup(num_feat, num_block, squeeze_factor, res_scale) for _ in range(num_group)])
         self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
@@ -115,44 +114,37 @@ def _config(sd: dict, meta: dict, scale: Optional[int]) -> dict:
         num_in_ch=int(sd["conv_first.weight"].shape[1]), num_out_ch=int(sd["conv_last.weight"].shape[0]), num_feat=nf,
         num_group=count_indexed(sd, "body."), num_block=count_indexed(sd, "body.0.residual_group."),
         squeeze_factor=nf // int(sd["body.0.residual_group.0.rcab.3.attention.1.weight"].shape[0]),
-        upscale=shuffle_scale(sd, "upsample.", nf, meta, scale),
+        upscale=infer_scale(upsample_stages(sd, "upsample.", nf), meta, scale),
     )
 
 
-def _detect_basicsr(sd: dict, meta: dict) -> bool:
-    return "conv_first.weight" in sd and "body.0.residual_group.0.rcab.0.weight" in sd
+def _convert_basicsr(sd: dict, meta: dict, scale: Optional[int]) -> Converted:
+    return Converted(_config(sd, meta, scale), dict(sd), {})
 
 
-def _convert_basicsr(sd: dict, meta: dict, scale: Optional[int] = None) -> tuple:
-    return "rcan", _config(sd, meta, scale), dict(sd), {}
-
-
-def _detect_official(sd: dict, meta: dict) -> bool:
-    return "head.0.weight" in sd and "body.0.body.0.body.3.conv_du.0.weight" in sd
-
-
-def _convert_official(sd: dict, meta: dict, scale: Optional[int] = None) -> tuple:
+def _convert_official(sd: dict, meta: dict, scale: Optional[int]) -> Converted:
     nblock = count_indexed({k: v for k, v in sd.items() if re.match(r"body\.0\.body\.\d+\.body\.", k)}, "body.0.body.")
-    out, ignored = _official_to_basicsr(sd, [
+    out, ignored = official_to_basicsr(sd, [
         (r"body\.(\d+)\.body\.(\d+)\.body\.(0|2)\.(weight|bias)", r"body.\1.residual_group.\2.rcab.\3.\4"),
         (r"body\.(\d+)\.body\.(\d+)\.body\.3\.conv_du\.0\.(weight|bias)", r"body.\1.residual_group.\2.rcab.3.attention.1.\3"),
         (r"body\.(\d+)\.body\.(\d+)\.body\.3\.conv_du\.2\.(weight|bias)", r"body.\1.residual_group.\2.rcab.3.attention.3.\3"),
         (rf"body\.(\d+)\.body\.{nblock}\.(weight|bias)", r"body.\1.conv.\2"),
     ])
-    return "rcan", _config(out, meta, scale), out, ignored
+    return Converted(_config(out, meta, scale), out, ignored)
 
 
-def checkpoint_layouts() -> list[CheckpointLayout]:
+LAYOUTS = (
+    CheckpointLayout("basicsr-rcan", _convert_basicsr, keys=("conv_first.weight", "body.0.residual_group.0.rcab.0.weight"),
+                     priority=20, description="BasicSR RCAN"),
+    CheckpointLayout("rcan-official", _convert_official, keys=("head.0.weight", "body.0.body.0.body.3.conv_du.0.weight"),
+                     priority=21, description="RCAN official (head/body/tail, MeanShift)"),
+)
+
+
+def backbone_entries() -> list[Architecture]:
     return [
-        CheckpointLayout("basicsr-rcan", _detect_basicsr, _convert_basicsr, 20, "BasicSR RCAN"),
-        CheckpointLayout("rcan-official", _detect_official, _convert_official, 21, "RCAN official (head/body/tail, MeanShift)"),
-    ]
-
-
-def backbone_entries() -> list[BackboneEntry]:
-    return [
-        BackboneEntry(
+        Architecture(
             name="rcan", factory=RCAN, classes=(RCAN,), spec=rcan_spec, config_of=lambda m: m.config, scales=(2, 3, 4),
-            description="RCAN (BasicSR names; official RCAN layout loads)",
+            description="RCAN (BasicSR names; official RCAN layout loads)", scale_arg="upscale", layouts=LAYOUTS,
         )
     ]

@@ -16,9 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from gradguide.errors import SpecError
-from gradguide.registry import BackboneEntry
-from gradguide.spec import GuidanceSpec, Tap, even_taps
+from gradguide.plugin import Architecture, GuidanceSpec, SpecError, Tap, even_taps
 
 __all__ = ["esrgan_spec", "swinir_spec", "backbone_entries"]
 
@@ -82,14 +80,14 @@ def _swinir_factory(**cfg: Any) -> nn.Module:
     return SwinIR(**cfg)
 
 
-def backbone_entries() -> list[BackboneEntry]:
+def backbone_entries() -> list[Architecture]:
     return [
-        BackboneEntry(
+        Architecture(
             name="spandrel-esrgan", factory=_esrgan_factory, classes=(), class_names=(ESRGAN_CLASS,), spec=esrgan_spec,
             config_of=_esrgan_config, scales=(2, 4, 8), description="spandrel's ESRGAN (old-layout RRDBNet) model",
         ),
-        BackboneEntry(
+        Architecture(
             name="spandrel-swinir", factory=_swinir_factory, classes=(), class_names=(SWINIR_CLASS,), spec=swinir_spec,
-            config_of=lambda m: dict(m.hyperparameters), scales=(2, 3, 4, 8), description="spandrel's SwinIR model",
+            config_of=lambda m: dict(m.hyperparameters), scales=(2, 3, 4, 8), scale_arg="upscale", description="spandrel's SwinIR model",
         ),
     ]

@@ -11,12 +11,9 @@ from typing import Optional
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradguide.registry import BackboneEntry, CheckpointLayout
-from gradguide.spec import GuidanceSpec, Tap, even_taps
+from gradguide.plugin import Architecture, CheckpointLayout, Converted, GuidanceSpec, Tap, count_indexed, even_taps, infer_scale, shuffle_factor
 
-from .common import count_indexed
-
-__all__ = ["ResidualBlockNoBN", "MSRResNet", "srresnet_spec", "backbone_entries", "checkpoint_layouts"]
+__all__ = ["ResidualBlockNoBN", "MSRResNet", "srresnet_spec", "backbone_entries"]
 
 
 class ResidualBlockNoBN(nn.Module):
@@ -83,28 +80,26 @@ def srresnet_spec(model: MSRResNet) -> GuidanceSpec:
     )
 
 
-def _detect(sd: dict, meta: dict) -> bool:
-    return "conv_first.weight" in sd and "body.0.conv1.weight" in sd and "upconv1.weight" in sd and "conv_hr.weight" in sd
-
-
-def _convert(sd: dict, meta: dict, scale: Optional[int] = None) -> tuple:
+def _convert(sd: dict, meta: dict, scale: Optional[int]) -> Converted:
     nf = int(sd["conv_first.weight"].shape[0])
-    if scale is None:
-        scale = 4 if "upconv2.weight" in sd else {4: 2, 9: 3}[int(sd["upconv1.weight"].shape[0]) // nf]
+    stages = [shuffle_factor(sd[k].shape[0], nf) for k in ("upconv1.weight", "upconv2.weight") if k in sd]
+    scale = infer_scale(stages, meta, scale)
     cfg = dict(num_in_ch=int(sd["conv_first.weight"].shape[1]), num_out_ch=int(sd["conv_last.weight"].shape[0]),
                num_feat=nf, num_block=count_indexed(sd, "body."), upscale=int(scale))
-    return "srresnet", cfg, dict(sd), {}
+    return Converted(cfg, dict(sd), {})
 
 
-def checkpoint_layouts() -> list[CheckpointLayout]:
-    return [CheckpointLayout("basicsr-msrresnet", _detect, _convert, 20, "BasicSR MSRResNet (SRResNet, no BN)")]
+LAYOUTS = (
+    CheckpointLayout("basicsr-msrresnet", _convert, keys=("conv_first.weight", "body.0.conv1.weight", "upconv1.weight", "conv_hr.weight"),
+                     priority=20, description="BasicSR MSRResNet (SRResNet, no BN)"),
+)
 
 
-def backbone_entries() -> list[BackboneEntry]:
+def backbone_entries() -> list[Architecture]:
     return [
-        BackboneEntry(
+        Architecture(
             name="srresnet", factory=MSRResNet, classes=(MSRResNet,), spec=srresnet_spec,
-            config_of=lambda m: m.config, scales=(2, 3, 4),
-            description="SRResNet (SRGAN generator, BasicSR MSRResNet names, no BN)",
+            config_of=lambda m: m.config, scales=(2, 3, 4), scale_arg="upscale",
+            description="SRResNet (SRGAN generator, BasicSR MSRResNet names, no BN)", layouts=LAYOUTS,
         )
     ]

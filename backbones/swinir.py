@@ -21,13 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradguide.registry import BackboneEntry, CheckpointLayout
-from gradguide.spec import GuidanceSpec, Tap, even_taps
+from gradguide.plugin import (
+    Architecture, CheckpointLayout, Converted, GuidanceSpec, Tap, count_indexed, even_taps, infer_scale, shuffle_factor,
+)
 
-from .common import Upsample, count_indexed
-from .edsr import DIV2K_MEAN, _mean
+from .common import Upsample, upsample_stages
+from .edsr import DIV2K_MEAN, mean_buffer
 
-__all__ = ["SwinIR", "RSTB", "swinir_spec", "backbone_entries", "checkpoint_layouts"]
+__all__ = ["SwinIR", "RSTB", "swinir_spec", "backbone_entries"]
 
 
 class _BasicLayer(nn.Module):
@@ -99,7 +100,7 @@ class SwinIR(nn.Module):
         self.in_chans, self.out_chans, self.embed_dim, self.depths, self.num_heads = in_chans, out_chans, embed_dim, tuple(depths), tuple(num_heads)
         self.window_size, self.mlp_ratio, self.drop_path_rate, self.upscale = window_size, mlp_ratio, drop_path_rate, upscale
         self.img_range, self.upsampler, self.num_feat, self.rgb_mean = img_range, upsampler, num_feat, tuple(rgb_mean)
-        self.register_buffer("mean", _mean(rgb_mean, in_chans), persistent=False)
+        self.register_buffer("mean", mean_buffer(rgb_mean, in_chans), persistent=False)
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
         self.patch_embed = _PatchEmbed(embed_dim)
         n = sum(depths)
@@ -174,11 +175,7 @@ def swinir_spec(model: SwinIR) -> GuidanceSpec:
     )
 
 
-def _detect(sd: dict, meta: dict) -> bool:
-    return "conv_first.weight" in sd and "layers.0.residual_group.blocks.0.attn.qkv.weight" in sd
-
-
-def _convert(sd: dict, meta: dict, scale: Optional[int] = None) -> tuple:
+def _convert(sd: dict, meta: dict, scale: Optional[int]) -> Converted:
     ed = int(sd["conv_first.weight"].shape[0])
     n_layers = count_indexed(sd, "layers.")
     depths = [count_indexed(sd, f"layers.{i}.residual_group.blocks.") for i in range(n_layers)]
@@ -187,13 +184,12 @@ def _convert(sd: dict, meta: dict, scale: Optional[int] = None) -> tuple:
     mlp_ratio = sd["layers.0.residual_group.blocks.0.mlp.fc1.weight"].shape[0] / ed
     if "conv_before_upsample.0.weight" in sd:
         nf = int(sd["conv_before_upsample.0.weight"].shape[0])
-        ups = sorted(int(m.group(1)) for k in sd if (m := re.match(r"upsample\.(\d+)\.weight$", k)))
-        s = scale or (3 if len(ups) == 1 and sd[f"upsample.{ups[0]}.weight"].shape[0] == 9 * nf else 2 ** len(ups))
+        s = infer_scale(upsample_stages(sd, "upsample.", nf), meta, scale)
         upsampler, out_ch = "pixelshuffle", int(sd["conv_last.weight"].shape[0])
     elif "upsample.0.weight" in sd:
         nf, upsampler = 64, "pixelshuffledirect"
         out_ch = 3
-        s = scale or int(round((sd["upsample.0.weight"].shape[0] / out_ch) ** 0.5))
+        s = infer_scale([shuffle_factor(sd["upsample.0.weight"].shape[0], out_ch)], meta, scale)
     else:
         raise ValueError("only the classical (pixelshuffle) and lightweight (pixelshuffledirect) SwinIR SR variants are supported")
     ignored = {}
@@ -207,17 +203,20 @@ def _convert(sd: dict, meta: dict, scale: Optional[int] = None) -> tuple:
             out[k] = v
     cfg = dict(in_chans=int(sd["conv_first.weight"].shape[1]), out_chans=out_ch, embed_dim=ed, depths=depths, num_heads=heads,
                window_size=ws, mlp_ratio=float(mlp_ratio), upscale=int(s), upsampler=upsampler, num_feat=nf)
-    return "swinir", cfg, out, ignored
+    return Converted(cfg, out, ignored)
 
 
-def checkpoint_layouts() -> list[CheckpointLayout]:
-    return [CheckpointLayout("swinir", _detect, _convert, 20, "SwinIR official / BasicSR (classical and lightweight SR)")]
+LAYOUTS = (
+    CheckpointLayout("swinir", _convert, keys=("conv_first.weight", "layers.0.residual_group.blocks.0.attn.qkv.weight"),
+                     priority=20, description="SwinIR official / BasicSR (classical and lightweight SR)"),
+)
 
 
-def backbone_entries() -> list[BackboneEntry]:
+def backbone_entries() -> list[Architecture]:
     return [
-        BackboneEntry(
+        Architecture(
             name="swinir", factory=SwinIR, classes=(SwinIR,), spec=swinir_spec, config_of=lambda m: m.config, scales=(2, 3, 4, 8),
-            description="SwinIR classical/lightweight SR (timm Swin blocks; official names load)",
+            description="SwinIR classical/lightweight SR (timm Swin blocks; official names load)", scale_arg="upscale",
+            layouts=LAYOUTS,
         )
     ]

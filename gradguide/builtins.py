@@ -1,36 +1,36 @@
-"""gradguide's own plugin: discriminators, losses, checkpoint layouts and recipes.
+"""gradguide's own plugin: the guided architectures (``spsr``, ``guided``),
+discriminators, losses and recipes.
 
-Registered through the ``gradguide`` entry-point group like any third-party plugin.
-Imports of heavy modules happen inside the hooks, so discovering plugins stays cheap.
+The host registers it first, directly (:data:`gradguide.plugins.BUILTIN_PLUGINS`), through
+the same hooks a third-party plugin implements. It sits at the top of the layers: it
+may import anything, nothing in the core imports it.
 """
 from __future__ import annotations
 
+from .discriminators import builtin_discriminators
 from .hookspecs import hookimpl
+from .losses import builtin_losses
+from .registry import Architecture, DiscriminatorEntry, LossEntry, RecipeEntry
+from .spsr import ARCHITECTURE as SPSR
+from .train.recipe import builtin_recipes
+from .wrap import ARCHITECTURE as GUIDED
 
 
 @hookimpl
-def gradguide_checkpoint_layouts() -> list:
-    from .checkpoints import builtin_layouts
-
-    return builtin_layouts()
+def gradguide_backbones() -> list[Architecture]:
+    return [SPSR, GUIDED]
 
 
 @hookimpl
-def gradguide_discriminators() -> list:
-    from .discriminators import builtin_discriminators
-
+def gradguide_discriminators() -> list[DiscriminatorEntry]:
     return builtin_discriminators()
 
 
 @hookimpl
-def gradguide_losses() -> list:
-    from .losses import builtin_losses
-
+def gradguide_losses() -> list[LossEntry]:
     return builtin_losses()
 
 
 @hookimpl
-def gradguide_recipes() -> list:
-    from .train.recipe import builtin_recipes
-
+def gradguide_recipes() -> list[RecipeEntry]:
     return builtin_recipes()

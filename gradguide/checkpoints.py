@@ -1,19 +1,25 @@
-"""Reading and writing generator checkpoints.
+"""Reading and writing generator checkpoints: state-dict I/O, then layouts.
 
 :func:`load` reads ``.safetensors`` and ``.pth``/``.pt``/``.ckpt`` files (always
 ``torch.load(..., weights_only=True)``), unwraps the usual containers (``params_ema``,
-``params``, ``state_dict``, DataParallel's ``module.`` prefix), detects the key layout,
-converts it to gradguide's own names, builds the architecture with hyperparameters
-inferred from tensor shapes and loads the weights strictly: every key is either
-loaded, or listed in the report as ignored with a reason. Nothing is dropped silently.
+``params``, ``state_dict``, DataParallel's ``module.`` prefix), reads gradguide's own
+metadata or detects the key layout (:mod:`gradguide.layouts`; each layout belongs to an
+entry of the one architecture registry), converts it to the architecture's own names,
+builds the architecture with the hyperparameters the file declares or its shapes imply
+and loads the weights strictly: every key is either loaded, or listed in the report as
+ignored with a reason. Nothing is dropped silently.
 
-Layouts (built-ins; plugins add more with ``gradguide_checkpoint_layouts``):
+What a file claims is bounded before anything is allocated: the architecture is first
+built on the meta device and its shapes compared with the file's tensors, so a small
+file declaring a huge configuration is refused with one line naming the file. Non-finite
+weights are reported (a warning naming the file and the tensors).
+
+Layouts (built-in; plugins add more through their architecture entries):
 
 * ``gradguide``       -- gradguide safetensors with metadata (written by :func:`save`)
-* ``spsr-official``   -- the official SPSR generator (``model.*``, ``b_*``, ``f_*``)
-* ``esrgan-old``      -- ESRGAN's original layout (RRDB_ESRGAN_x4.pth, RRDB_PSNR_x4.pth)
-* ``mmsr-rrdbnet``    -- the mmsr/"new arch" ESRGAN names (``RRDB_trunk``, ``trunk_conv``)
-* ``basicsr-rrdbnet`` -- BasicSR / Real-ESRGAN (``conv_first``, ``body.N.rdb1.conv1``)
+* ``spsr-official``   -- the official SPSR generator (:mod:`gradguide.spsr`)
+* ``esrgan-old``, ``mmsr-rrdbnet``, ``basicsr-rrdbnet`` -- RRDBNet (:mod:`gradguide.models.rrdb`)
+* EDSR, RCAN, SwinIR, SRResNet layouts -- the built-in backbones plugin
 """
 from __future__ import annotations
 
@@ -24,13 +30,19 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as save_bytes
 from torch import Tensor, nn
 
 from .errors import CheckpointError
-from .registry import CheckpointLayout
+from .fileio import atomic_write, check_input_file, one_line
+from .layouts import convert_state_dict, detect_layout, key_names, load_matching, match_keys
+from .plugins import find_architecture, registries
+from .spsr import spsr_to_official
+from .wrap import GuidedSR
 
 __all__ = [
     "load",
@@ -39,15 +51,15 @@ __all__ = [
     "read_state_dict",
     "LoadReport",
     "LoadedCheckpoint",
-    "builtin_layouts",
     "detect_layout",
     "convert_state_dict",
+    "convert_checkpoint",
     "build_architecture",
-    "register_architecture",
     "architecture_of",
     "FORMAT",
     "spsr_to_official",
     "load_matching",
+    "nonfinite_tensors",
 ]
 
 FORMAT = "gradguide"
@@ -69,6 +81,7 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     container: Optional[str] = None
+    nonfinite: list[str] = field(default_factory=list)  # tensors holding NaN/inf (warned about)
 
     @property
     def ok(self) -> bool:
@@ -79,15 +92,10 @@ class LoadReport:
         if self.ignored:
             parts.append(f"{len(self.ignored)} ignored")
         if self.missing:
-            parts.append(f"missing: {_names(self.missing)}")
+            parts.append(f"missing: {key_names(self.missing)}")
         if self.unexpected:
-            parts.append(f"unexpected: {_names(self.unexpected)}")
+            parts.append(f"unexpected: {key_names(self.unexpected)}")
         return "; ".join(parts)
-
-
-def _names(keys: list[str], n: int = 6) -> str:
-    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
 
 
 @dataclass
@@ -103,8 +111,6 @@ def read_state_dict(path: PathLike) -> tuple[dict[str, Tensor], dict[str, str], 
 
     Raises :class:`CheckpointError` with one line naming the file and the reason.
     """
-    from .fileio import check_input_file
-
     p = Path(path)
     check_input_file(p, CheckpointError)  # missing, broken link, link loop, folder: one line each
     if p.stat().st_size == 0:
@@ -114,7 +120,8 @@ def read_state_dict(path: PathLike) -> tuple[dict[str, Tensor], dict[str, str], 
             head = fh.read(9)
     except OSError as exc:
         raise CheckpointError(f"{p}: cannot read ({exc.strerror or type(exc).__name__})") from None
-    is_torch = head.startswith(b"PK") or head.startswith(b"\x80")
+    # a safetensors header (8-byte length, then "{") can start with 0x80 too
+    is_torch = (head.startswith(b"PK") or head.startswith(b"\x80")) and head[8:9] != b"{"
     if is_torch and p.suffix == ".safetensors":
         raise CheckpointError(
             f"{p}: named .safetensors but is a PyTorch pickle/zip file; refused (rename it to .pth "
@@ -128,14 +135,12 @@ def read_state_dict(path: PathLike) -> tuple[dict[str, Tensor], dict[str, str], 
 
 
 def _read_safetensors(p: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
-    from safetensors import SafetensorError, safe_open
-
     try:
         with safe_open(str(p), framework="pt", device="cpu") as f:
             meta = dict(f.metadata() or {})
             sd = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{p}: not a readable safetensors file (truncated or corrupt?): {_one_line(exc)}") from None
+        raise CheckpointError(f"{p}: not a readable safetensors file (truncated or corrupt?): {one_line(exc)}") from None
     return sd, meta
 
 
@@ -149,7 +154,7 @@ def _read_torch(p: Path) -> tuple[dict[str, Tensor], dict[str, str], Optional[st
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"{p}: refused: {_pickle_refusal(exc)}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint (truncated or corrupt?): {_one_line(exc)}") from None
+        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint (truncated or corrupt?): {one_line(exc)}") from None
     meta: dict[str, str] = {}
     container = None
     if isinstance(obj, dict):
@@ -161,12 +166,6 @@ def _read_torch(p: Path) -> tuple[dict[str, Tensor], dict[str, str], Optional[st
         raise CheckpointError(f"{p}: does not hold a state dict of tensors")
     obj = {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
     return obj, meta, container
-
-
-def _one_line(exc: BaseException) -> str:
-    from .fileio import one_line
-
-    return one_line(exc)
 
 
 def _pickle_refusal(exc: BaseException) -> str:
@@ -185,362 +184,82 @@ def _pickle_refusal(exc: BaseException) -> str:
 
 
 # ---------------------------------------------------------------------------------
-# architectures: name -> builder(config) -> nn.Module
-_ARCHS: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_architecture(name: str, builder: Callable[..., nn.Module]) -> None:
-    if name in _ARCHS:
-        raise ValueError(f"architecture {name!r} is already registered")
-    _ARCHS[name] = builder
-
-
-def _build_spsr(**cfg: Any) -> nn.Module:
-    from .spsr import create_spsr
-
-    return create_spsr(**cfg)
-
-
-register_architecture("spsr", _build_spsr)
-
-
-def _build_guided(**cfg: Any) -> nn.Module:
-    """A model made by :func:`gradguide.wrap` (its recorded config; see :func:`gradguide.wrap.rebuild`)."""
-    from .wrap import rebuild
-
-    return rebuild(**cfg)
-
-
-register_architecture("guided", _build_guided)
-
-
-def build_architecture(arch: str, config: dict) -> nn.Module:
-    """Build ``arch`` with ``config``: a registered architecture, or a backbone from the
-    plugin registry (``gradguide backbones``)."""
-    if arch in _ARCHS:
-        return _ARCHS[arch](**config)
-    from .plugins import registries
-
-    regs = registries()
-    if arch in regs.backbones:
-        return regs.backbones.get(arch).factory(**config)
-    known = sorted(set(_ARCHS) | set(regs.backbones.names()))
-    raise CheckpointError(f"unknown architecture {arch!r}; known: {', '.join(known)}")
+# architectures: the one registry (gradguide.registry.Architecture entries)
+def build_architecture(arch: str, config: Mapping[str, Any], *, meta_device: bool = False) -> nn.Module:
+    """Build the registered architecture ``arch`` with ``config`` (on the meta device with
+    ``meta_device``: shapes only, nothing allocated)."""
+    archs = registries().architectures
+    if arch not in archs:
+        raise CheckpointError(f"unknown architecture {arch!r}; known: {', '.join(archs.names())}")
+    if meta_device:
+        with torch.device("meta"):
+            return archs.get(arch).build(config)
+    return archs.get(arch).build(config)
 
 
 def architecture_of(model: nn.Module) -> tuple[str, dict]:
     """``(arch, config)`` describing how to rebuild ``model`` (for :func:`save`)."""
-    from .wrap import GuidedSR
-
     if isinstance(model, GuidedSR):
-        arch = model.config.get("arch")
-        if arch is None and {"nf", "nb"} <= set(model.config):
-            arch = "spsr"
-        if arch == "spsr":
-            return "spsr", {k: model.config[k] for k in ("nf", "nb", "gc", "scale", "in_nc", "out_nc")}
-        if arch is not None:
-            return arch, {k: v for k, v in model.config.items() if k != "arch"}
-        return "guided", dict(model.config)
-    from .plugins import registries
-
-    for name, entry in registries().backbones.items():
-        if type(model) in entry.classes and entry.config_of is not None:
-            return name, entry.config_of(model)
+        name, cfg = model.architecture
+        return name, dict(cfg)
+    found = find_architecture(model)
+    if found is not None and found[1].config_of is not None:
+        return found[0], dict(found[1].config_of(model))
     return "unknown", {}
 
 
 # ---------------------------------------------------------------------------------
-# layouts
-_RDB = r"(?:RDB|rdb)([123])\.conv([1-5])"
-
-
-def _rrdb_shapes(sd: dict[str, Tensor], first: str, block_prefix: str) -> tuple[int, int, int]:
-    """``(in_nc, nf, nb, gc)`` from the first conv and the body blocks' shapes."""
-    nf = sd[first].shape[0]
-    in_nc = sd[first].shape[1]
-    pat = re.compile(re.escape(block_prefix) + r"(\d+)\.")
-    nb = len({int(m.group(1)) for k in sd if (m := pat.match(k))})
-    return in_nc, nf, nb
-
-
-def _gc(sd: dict[str, Tensor], key: str) -> int:
-    return int(sd[key].shape[0]) if key in sd else 32
-
-
-def _scale_from_ups(n_up: int, meta: dict, scale: Optional[int], path_hint: str) -> int:
-    if scale is not None:
-        return int(scale)
-    if "scale" in meta:
-        return int(meta["scale"])
-    if n_up == 1:
-        warnings.warn(
-            f"{path_hint}: one upsampling stage: x2 or x3 cannot be told apart from the shapes; "
-            "assuming x2 (pass scale=3 to load an x3 model)",
-            stacklevel=3,
-        )
-        return 2
-    return 2**n_up
-
-
-def _map_rrdb_body(k: str, src_prefix: str, dst_prefix: str, nb: int, conv_suffix: str) -> Optional[str]:
-    m = re.match(re.escape(src_prefix) + r"(\d+)\." + _RDB + re.escape(conv_suffix) + r"(weight|bias)$", k)
-    if m and int(m.group(1)) < nb:
-        i, r, c, p = m.groups()
-        return f"{dst_prefix}{i}.rdb{r}.conv{c}.{p}"
-    return None
-
-
-def _old_seq_indices(sd: dict[str, Tensor], prefix: str) -> list[int]:
-    """Indices of conv layers ``{prefix}{i}.weight`` in a flattened Sequential."""
-    pat = re.compile(re.escape(prefix) + r"(\d+)\.weight$")
-    return sorted(int(m.group(1)) for k in sd if (m := pat.match(k)))
-
-
-def _convert_old_trunk(sd: dict, meta: dict, scale: Optional[int], spsr: bool) -> tuple[str, dict, dict, dict]:
-    """ESRGAN old layout (``model.0``, ``model.1.sub.N``, upconvs, HR conv(s))."""
-    in_nc, nf, nb1 = _rrdb_shapes(sd, "model.0.weight", "model.1.sub.")
-    nb = nb1 - 1  # the last entry of model.1.sub is the LR conv
-    gc = _gc(sd, "model.1.sub.0.RDB1.conv1.0.weight")
-    top = [i for i in _old_seq_indices(sd, "model.") if i >= 2]
-    out: dict[str, Tensor] = {}
-    ignored: dict[str, str] = {}
-    # model.2.. = [Upsample, conv, act] * n_up, HR conv, act, (last conv)
-    n_up = (len(top) - (1 if spsr else 2))
-    if n_up < 1:
-        raise CheckpointError("old-layout trunk: could not find the upsampling convs")
-    s = _scale_from_ups(n_up, meta, scale, "checkpoint")
-    names = [f"conv_up{u + 1}" for u in range(n_up)] + ["conv_hr"] + ([] if spsr else ["conv_last"])
-    idx_name = dict(zip(top, names))
-    for k, v in sd.items():
-        m = re.match(r"model\.(\d+)\.(weight|bias)$", k)
-        if k.startswith("model.1.sub."):
-            d = _map_rrdb_body(k, "model.1.sub.", "body.", nb, ".0.")
-            if d is None and re.match(rf"model\.1\.sub\.{nb}\.(weight|bias)$", k):
-                d = "conv_body." + k.rsplit(".", 1)[1]
-            if d is not None:
-                out[d] = v
-        elif m and m.group(1) == "0":
-            out["conv_first." + m.group(2)] = v
-        elif m and int(m.group(1)) in idx_name:
-            out[f"{idx_name[int(m.group(1))]}.{m.group(2)}"] = v
-    out_nc = sd[f"model.{top[-1]}.weight"].shape[0] if not spsr else None
-    cfg = {"in_nc": int(in_nc), "nf": int(nf), "nb": int(nb), "gc": int(gc), "scale": s}
-    if out_nc is not None:
-        cfg["out_nc"] = int(out_nc)
-    return "rrdbnet", cfg, out, ignored
-
-
-def _detect_esrgan_old(sd: dict, meta: dict) -> bool:
-    return "model.0.weight" in sd and "model.1.sub.0.RDB1.conv1.0.weight" in sd and not any(k.startswith("b_fea_conv") for k in sd)
-
-
-def _convert_esrgan_old(sd: dict, meta: dict, scale: Optional[int] = None) -> tuple[str, dict, dict, dict]:
-    arch, cfg, out, ignored = _convert_old_trunk(sd, meta, scale, spsr=False)
-    return arch, cfg, out, ignored
-
-
-def _detect_spsr_official(sd: dict, meta: dict) -> bool:
-    return "model.0.weight" in sd and "b_fea_conv.0.weight" in sd and "f_HR_conv1.0.weight" in sd
-
-
-def _convert_spsr_official(sd: dict, meta: dict, scale: Optional[int] = None) -> tuple[str, dict, dict, dict]:
-    trunk = {k: v for k, v in sd.items() if k.startswith("model.")}
-    _, cfg, out, ignored = _convert_old_trunk(trunk, meta, scale, spsr=True)
-    out = {"backbone." + k: v for k, v in out.items()}
-    nb, n_up = cfg["nb"], len([k for k in out if re.match(r"backbone\.conv_up\d+\.weight$", k)])
-    cfg["out_nc"] = int(sd["f_HR_conv1.0.weight"].shape[0])
-    # branch
-    stage_pat = re.compile(r"b_block_(\d+)\." + _RDB + r"\.0\.(weight|bias)$")
-    bmod = _old_seq_indices(sd, "b_module.")
-    bmod_names = {i: f"branch.up.{u}.conv" for u, i in enumerate(bmod[:n_up])}
-    if len(bmod) != n_up + 2:
-        raise CheckpointError(f"spsr-official: b_module has {len(bmod)} convs, expected {n_up + 2}")
-    bmod_names[bmod[n_up]] = "branch.hr_conv0"
-    bmod_names[bmod[n_up + 1]] = "branch.hr_conv1"
-    simple = {
-        "b_fea_conv.0": "branch.embed",
-        "b_LR_conv.0": "branch.lr_conv",
-        "conv_w.0": "branch.to_grad",
-        "HR_conv1_new.0": "fusion.proj",
-        "f_concat.0": "fusion.reduce",
-        "f_HR_conv0.0": "fusion.hr_conv0",
-        "f_HR_conv1.0": "fusion.hr_conv1",
-    }
-    hr_idx = max(i for i in _old_seq_indices(sd, "model."))
-    for k, v in sd.items():
-        if k.startswith("model."):
-            continue
-        base, _, p = k.rpartition(".")
-        if base in simple:
-            out[f"{simple[base]}.{p}"] = v
-        elif m := stage_pat.match(k):
-            s, r, c, p2 = m.groups()
-            out[f"branch.stages.{int(s) - 1}.block.rdb{r}.conv{c}.{p2}"] = v
-        elif m := re.match(r"b_concat_(\d+)\.0\.(weight|bias)$", k):
-            out[f"branch.stages.{int(m.group(1)) - 1}.reduce.{m.group(2)}"] = v
-        elif m := re.match(r"f_block\." + _RDB + r"\.0\.(weight|bias)$", k):
-            r, c, p2 = m.groups()
-            out[f"fusion.block.rdb{r}.conv{c}.{p2}"] = v
-        elif m := re.match(r"b_module\.(\d+)\.(weight|bias)$", k):
-            if int(m.group(1)) in bmod_names:
-                out[f"{bmod_names[int(m.group(1))]}.{m.group(2)}"] = v
-        elif m := re.match(r"HR_conv0_new\.0\.(weight|bias)$", k):
-            twin = sd.get(f"model.{hr_idx}.{m.group(1)}")
-            if twin is None or not torch.equal(twin, v):
-                raise CheckpointError(f"spsr-official: {k} differs from model.{hr_idx}.{m.group(1)}, which it should alias")
-            ignored[k] = f"alias of model.{hr_idx}.{m.group(1)} (same tensor)"
-        elif k in ("get_g_nopadding.weight_h", "get_g_nopadding.weight_v"):
-            expect = _official_grad_kernel(k.endswith("_h"))
-            if v.shape != expect.shape or not torch.equal(v.float(), expect):
-                raise CheckpointError(f"spsr-official: {k} is not the fixed [-1, 0, 1] kernel gradguide implements")
-            ignored[k] = "fixed gradient kernel, verified equal to gradguide.ops.gradient_map's"
-    n_taps = len({int(m.group(1)) for k in sd if (m := re.match(r"b_concat_(\d+)\.", k))})
-    from .spec import even_taps
-
-    if n_taps != len(even_taps(nb)):
-        raise CheckpointError(f"spsr-official: {n_taps} branch stages, but nb={nb} implies {len(even_taps(nb))} taps")
-    return "spsr", cfg, out, ignored
-
-
-def _official_grad_kernel(horizontal: bool) -> Tensor:
-    k = torch.zeros(1, 1, 3, 3)
-    if horizontal:
-        k[0, 0, 1, 0], k[0, 0, 1, 2] = -1.0, 1.0
-    else:
-        k[0, 0, 0, 1], k[0, 0, 2, 1] = -1.0, 1.0
-    return k
-
-
-def _detect_basicsr(sd: dict, meta: dict) -> bool:
-    return "conv_first.weight" in sd and "body.0.rdb1.conv1.weight" in sd and meta.get("format") != FORMAT
-
-
-def _convert_basicsr(sd: dict, meta: dict, scale: Optional[int] = None) -> tuple[str, dict, dict, dict]:
-    in_nc, nf, nb = _rrdb_shapes(sd, "conv_first.weight", "body.")
-    if in_nc in (12, 48):
-        raise CheckpointError(
-            "basicsr-rrdbnet: this is BasicSR's pixel-unshuffle x2/x1 variant (conv_first takes "
-            f"{in_nc} channels), which gradguide's RRDBNet does not implement"
-        )
-    n_up = len([k for k in sd if re.match(r"conv_up\d+\.weight$", k)])
-    cfg = {
-        "in_nc": int(in_nc), "out_nc": int(sd["conv_last.weight"].shape[0]), "nf": int(nf), "nb": int(nb),
-        "gc": _gc(sd, "body.0.rdb1.conv1.weight"), "scale": _scale_from_ups(n_up, meta, scale, "checkpoint"),
-    }
-    return "rrdbnet", cfg, dict(sd), {}
-
-
-def _detect_mmsr(sd: dict, meta: dict) -> bool:
-    return "conv_first.weight" in sd and "RRDB_trunk.0.RDB1.conv1.weight" in sd
-
-
-def _convert_mmsr(sd: dict, meta: dict, scale: Optional[int] = None) -> tuple[str, dict, dict, dict]:
-    in_nc, nf, nb = _rrdb_shapes(sd, "conv_first.weight", "RRDB_trunk.")
-    ren = {"trunk_conv": "conv_body", "upconv1": "conv_up1", "upconv2": "conv_up2", "upconv3": "conv_up3", "HRconv": "conv_hr"}
-    out = {}
-    for k, v in sd.items():
-        if k.startswith("RRDB_trunk."):
-            d = _map_rrdb_body(k, "RRDB_trunk.", "body.", nb, ".")
-            if d is None:
-                raise CheckpointError(f"mmsr-rrdbnet: unexpected key {k}")
-            out[d] = v
-        else:
-            base, _, p = k.rpartition(".")
-            out[f"{ren.get(base, base)}.{p}"] = v
-    n_up = len([k for k in out if re.match(r"conv_up\d+\.weight$", k)])
-    cfg = {
-        "in_nc": int(in_nc), "out_nc": int(sd["conv_last.weight"].shape[0]), "nf": int(nf), "nb": int(nb),
-        "gc": _gc(sd, "RRDB_trunk.0.RDB1.conv1.weight"), "scale": _scale_from_ups(n_up, meta, scale, "checkpoint"),
-    }
-    return "rrdbnet", cfg, out, {}
-
-
-def _detect_gradguide(sd: dict, meta: dict) -> bool:
-    return meta.get("format") == FORMAT
-
-
-def _convert_gradguide(sd: dict, meta: dict, scale: Optional[int] = None) -> tuple[str, dict, dict, dict]:
-    try:
-        arch = meta["gradguide.arch"]
-        cfg = json.loads(meta.get("gradguide.config", "{}"))
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"gradguide metadata is incomplete or invalid: {exc}") from None
-    return arch, cfg, dict(sd), {}
-
-
-def builtin_layouts() -> list[CheckpointLayout]:
-    return [
-        CheckpointLayout("gradguide", _detect_gradguide, _convert_gradguide, 100, "gradguide safetensors with metadata"),
-        CheckpointLayout("spsr-official", _detect_spsr_official, _convert_spsr_official, 50, "official SPSR generator"),
-        CheckpointLayout("esrgan-old", _detect_esrgan_old, _convert_esrgan_old, 40, "ESRGAN original (model.0, model.1.sub.N)"),
-        CheckpointLayout("mmsr-rrdbnet", _detect_mmsr, _convert_mmsr, 30, "mmsr ESRGAN (RRDB_trunk, trunk_conv)"),
-        CheckpointLayout("basicsr-rrdbnet", _detect_basicsr, _convert_basicsr, 30, "BasicSR / Real-ESRGAN RRDBNet"),
-    ]
-
-
-def _layouts() -> list[CheckpointLayout]:
-    from .plugins import registries
-
-    regs = registries()
-    layouts = [e for _, e in regs.layouts.items()]
-    if not layouts:  # gradguide itself not installed as a distribution (no entry points)
-        layouts = builtin_layouts()
-    return sorted(layouts, key=lambda l: -l.priority)
-
-
-def detect_layout(sd: dict, meta: dict) -> CheckpointLayout:
-    for layout in _layouts():
+# from a file's tensors to an architecture
+def convert_checkpoint(sd: Mapping[str, Tensor], meta: Mapping[str, str], scale: Optional[int] = None) -> tuple[str, str, dict, dict, dict]:
+    """``(layout name, arch, config, state_dict, ignored)``: gradguide's own metadata, or
+    the registered layout that matches (:func:`gradguide.layouts.convert_state_dict`)."""
+    if meta.get("format") == FORMAT:
         try:
-            if layout.detect(sd, meta):
-                return layout
-        except Exception:
-            continue
-    first = ", ".join(list(sd)[:4])
-    names = ", ".join(l.name for l in _layouts())
-    raise CheckpointError(f"unknown architecture: no known layout ({names}) matches keys like {first}")
+            arch = meta["gradguide.arch"]
+            cfg = json.loads(meta.get("gradguide.config", "{}"))
+        except (KeyError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"gradguide metadata is incomplete or invalid: {exc}") from None
+        if not isinstance(cfg, dict):
+            raise CheckpointError(f"gradguide metadata: gradguide.config must be a JSON object, got {type(cfg).__name__}")
+        return FORMAT, arch, cfg, dict(sd), {}
+    layout, arch, cfg, out, ignored = convert_state_dict(sd, meta, scale)
+    return layout.name, arch, cfg, out, ignored
 
 
-def convert_state_dict(sd: dict, meta: dict, scale: Optional[int] = None) -> tuple[CheckpointLayout, str, dict, dict, dict]:
-    layout = detect_layout(sd, meta)
+def nonfinite_tensors(sd: Mapping[str, Tensor]) -> list[str]:
+    """Names of the floating-point tensors of ``sd`` holding NaN or infinity."""
+    return [k for k, v in sd.items() if v.is_floating_point() and v.numel() and not bool(torch.isfinite(v).all())]
+
+
+def _bounded_build(path: PathLike, arch: str, cfg: dict, out: Mapping[str, Tensor], strict: bool, what: str) -> nn.Module:
+    """Build ``arch`` with ``cfg`` only after its shapes, built on the meta device, match the
+    file's tensors: a configuration the tensors do not back is refused before allocation."""
     try:
-        arch, cfg, out, ignored = layout.convert(sd, meta, scale) if _takes_scale(layout.convert) else layout.convert(sd, meta)
-    except CheckpointError:
-        raise
-    except (KeyError, ValueError, IndexError, TypeError) as exc:
-        raise CheckpointError(f"layout {layout.name}: cannot convert: {type(exc).__name__}: {_one_line(exc)}") from None
-    return layout, arch, cfg, out, ignored
-
-
-def _takes_scale(fn: Callable) -> bool:
-    import inspect
-
+        probe = build_architecture(arch, cfg, meta_device=True)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot build {arch} with {cfg}: {one_line(exc)}") from None
+    except Exception:  # noqa: BLE001 - a factory that cannot run on the meta device: check after building
+        probe = None
+    if probe is not None:
+        own = probe.state_dict()
+        declared = sum(t.numel() for t in own.values())
+        if declared > 2 * sum(t.numel() for t in out.values()) + 1_000_000 and any(k not in out for k in own):
+            raise CheckpointError(
+                f"{path}: the declared {arch} configuration needs {declared:,} weights but the file holds "
+                f"{sum(t.numel() for t in out.values()):,}; refused"
+            )
+        match_keys(own, out, strict=strict, what=what)
+        del probe, own
     try:
-        return "scale" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
+        return build_architecture(arch, cfg)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot build {arch} with {cfg}: {one_line(exc)}") from None
 
 
 # ---------------------------------------------------------------------------------
 # public API
-def load_matching(module: nn.Module, sd: dict[str, Tensor], *, strict: bool, what: str) -> tuple[int, list[str], list[str]]:
-    """Load ``sd`` into ``module`` by name; return ``(loaded, missing, unexpected)``.
-
-    A shape mismatch always raises :class:`CheckpointError`; with ``strict`` so do missing
-    or unexpected keys. The message starts with ``what`` and names the keys.
-    """
-    own = module.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    bad = [f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in sd and sd[k].shape != own[k].shape]
-    if bad:
-        raise CheckpointError(f"{what}: shape mismatch: {_names(bad, 4)}")
-    if strict and (missing or unexpected):
-        parts = [f"missing: {_names(missing)}" if missing else "", f"unexpected: {_names(unexpected)}" if unexpected else ""]
-        raise CheckpointError(f"{what}: {'; '.join(p for p in parts if p)}")
-    module.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
-    return sum(1 for k in sd if k in own), missing, unexpected
-
-
 def load_checkpoint(
     path: PathLike, *, model: Optional[nn.Module] = None, strict: bool = True, scale: Optional[int] = None
 ) -> LoadedCheckpoint:
@@ -553,22 +272,19 @@ def load_checkpoint(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            layout, arch, cfg, out, ignored = convert_state_dict(sd, meta, scale)
+            layout, arch, cfg, out, ignored = convert_checkpoint(sd, meta, scale)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     for w in caught:  # re-emit, naming the file
         warnings.warn(str(w.message).replace("checkpoint:", f"{path}:", 1), w.category, stacklevel=2)
+    bad = nonfinite_tensors(out)
+    if bad:
+        warnings.warn(f"{path}: non-finite weights (NaN or inf) in {key_names(bad, 4)}", RuntimeWarning, stacklevel=2)
+    what = f"{path}: {layout} -> {arch}"
     if model is None:
-        try:
-            model = build_architecture(arch, cfg)
-        except CheckpointError as exc:
-            raise CheckpointError(f"{path}: {exc}") from None
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"{path}: cannot build {arch} with {cfg}: {_one_line(exc)}") from None
-    report = LoadReport(str(path), layout.name, arch, cfg, ignored=ignored, container=container)
-    report.loaded, report.missing, report.unexpected = load_matching(
-        model, out, strict=strict, what=f"{path}: {layout.name} -> {arch}"
-    )
+        model = _bounded_build(path, arch, cfg, out, strict, what)
+    report = LoadReport(str(path), layout, arch, cfg, ignored=ignored, container=container, nonfinite=bad)
+    report.loaded, report.missing, report.unexpected = load_matching(model, out, strict=strict, what=what)
     model.eval()
     return LoadedCheckpoint(model, report)
 
@@ -588,8 +304,6 @@ def save(model: nn.Module, path: PathLike, *, metadata: Optional[dict] = None) -
     The metadata records the architecture and its hyperparameters so :func:`load` can
     rebuild it; extra ``metadata`` values are stored as strings.
     """
-    from safetensors.torch import save as save_bytes
-
     arch, cfg = architecture_of(model)
     meta = {"format": FORMAT, "gradguide.arch": arch, "gradguide.config": json.dumps(cfg, sort_keys=True)}
     scale = getattr(model, "scale", None)
@@ -598,8 +312,6 @@ def save(model: nn.Module, path: PathLike, *, metadata: Optional[dict] = None) -
     for k, v in (metadata or {}).items():
         meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    from .fileio import atomic_write
-
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     data = canonical_safetensors(save_bytes(tensors, metadata=meta))
@@ -622,51 +334,3 @@ def canonical_safetensors(data: bytes) -> bytes:
     raw = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     raw += b" " * (-len(raw) % 8)
     return len(raw).to_bytes(8, "little") + raw + data[8 + n :]
-
-
-def spsr_to_official(model: nn.Module) -> dict[str, Tensor]:
-    """The state dict of a :func:`~gradguide.spsr.create_spsr` model in the official SPSR
-    key layout (the inverse of the ``spsr-official`` layout), e.g. to run it with the
-    reference code or to build conformance fixtures."""
-    from .wrap import GuidedSR
-
-    if not isinstance(model, GuidedSR) or architecture_of(model)[0] != "spsr":
-        raise CheckpointError("spsr_to_official: expects a model built by create_spsr")
-    bb = model.backbone
-    n_up = len(bb.factors)
-    trunk_idx = {f"conv_up{u + 1}": 3 + 3 * u for u in range(n_up)}
-    trunk_idx["conv_hr"] = 2 + 3 * n_up
-    bmod = {f"branch.up.{u}.conv": 1 + 3 * u for u in range(n_up)}
-    bmod["branch.hr_conv0"] = 3 * n_up
-    bmod["branch.hr_conv1"] = 3 * n_up + 2
-    simple = {
-        "branch.embed": "b_fea_conv.0", "branch.lr_conv": "b_LR_conv.0", "branch.to_grad": "conv_w.0",
-        "fusion.proj": "HR_conv1_new.0", "fusion.reduce": "f_concat.0", "fusion.hr_conv0": "f_HR_conv0.0",
-        "fusion.hr_conv1": "f_HR_conv1.0", "backbone.conv_first": "model.0",
-        "backbone.conv_body": f"model.1.sub.{bb.nb}",
-    }
-    out: dict[str, Tensor] = {}
-    for k, v in model.state_dict().items():
-        base, _, p = k.rpartition(".")
-        if base in simple:
-            out[f"{simple[base]}.{p}"] = v
-        elif base.startswith("backbone.") and base[len("backbone."):] in trunk_idx:
-            i = trunk_idx[base[len("backbone."):]]
-            out[f"model.{i}.{p}"] = v
-            if base == "backbone.conv_hr":
-                out[f"HR_conv0_new.0.{p}"] = v.clone()
-        elif base in bmod:
-            out[f"b_module.{bmod[base]}.{p}"] = v
-        elif m := re.match(r"backbone\.body\.(\d+)\.rdb(\d)\.conv(\d)$", base):
-            out[f"model.1.sub.{m.group(1)}.RDB{m.group(2)}.conv{m.group(3)}.0.{p}"] = v
-        elif m := re.match(r"branch\.stages\.(\d+)\.block\.rdb(\d)\.conv(\d)$", base):
-            out[f"b_block_{int(m.group(1)) + 1}.RDB{m.group(2)}.conv{m.group(3)}.0.{p}"] = v
-        elif m := re.match(r"branch\.stages\.(\d+)\.reduce$", base):
-            out[f"b_concat_{int(m.group(1)) + 1}.0.{p}"] = v
-        elif m := re.match(r"fusion\.block\.rdb(\d)\.conv(\d)$", base):
-            out[f"f_block.RDB{m.group(1)}.conv{m.group(2)}.0.{p}"] = v
-        else:
-            raise CheckpointError(f"spsr_to_official: no official name for {k}")
-    out["get_g_nopadding.weight_h"] = _official_grad_kernel(True)
-    out["get_g_nopadding.weight_v"] = _official_grad_kernel(False)
-    return out

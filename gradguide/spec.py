@@ -8,6 +8,7 @@ from typing import Optional
 from torch import nn
 
 from .errors import SpecError
+from .nn.fusion import FUSIONS
 
 __all__ = ["Tap", "GuidanceSpec", "even_taps"]
 
@@ -86,10 +87,14 @@ class GuidanceSpec:
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
                 raise SpecError(f"spec names module {name!r}, which {type(model).__name__} does not have{hint}")
 
+    def supports(self, placement: str) -> bool:
+        """Whether a fusion of ``placement`` fits: ``"hr"`` needs ``replace``, ``"lr"`` needs
+        ``lr_feature``."""
+        return bool(self.replace if placement == "hr" else self.lr_feature if placement == "lr" else False)
+
     def fusions(self) -> list[str]:
-        """The fusion placements this spec supports (``"paper"`` needs ``replace``,
-        ``"lr"`` needs ``lr_feature``)."""
-        return [f for f, ok in (("paper", self.replace), ("lr", self.lr_feature)) if ok]
+        """The fusion kinds (:data:`gradguide.nn.fusion.FUSIONS`) this spec supports, in order."""
+        return [name for name, kind in FUSIONS.items() if self.supports(kind.placement)]
 
     def to_dict(self) -> dict:
         """Plain JSON-able data (``from_dict`` inverts it)."""

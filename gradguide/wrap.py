@@ -32,10 +32,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import CheckpointError, SpecError
-from .nn.blocks import BlockFactory
+from .layouts import convert_state_dict, load_matching
+from .nn.blocks import BlockFactory, block_factory
 from .nn.branch import GradientBranch
-from .nn.fusion import FUSIONS, LRFusion, LRGradientBranch, PaperFusion, block_factory
+from .nn.fusion import FUSIONS
 from .ops import gradient_map
+from .plugins import find_architecture, registries
+from .registry import Architecture
 from .spec import GuidanceSpec
 from .types import SROutput
 
@@ -48,10 +51,11 @@ __all__ = [
     "rebuild",
     "BackboneLoadReport",
     "DEFAULT_LR_BRANCH_WIDTH",
+    "ARCHITECTURE",
 ]
 
 #: default gradient-branch width of the efficient ``"lr"`` fusion
-DEFAULT_LR_BRANCH_WIDTH = 32
+DEFAULT_LR_BRANCH_WIDTH = FUSIONS["lr"].width
 
 
 class _FusionSlot(nn.Module):
@@ -126,6 +130,7 @@ class GuidedSR(nn.Module):
         *,
         grad_padding: str = "zeros",
         config: Optional[dict] = None,
+        architecture: Optional[tuple[str, dict]] = None,
     ) -> None:
         super().__init__()
         spec.validate(backbone)
@@ -143,8 +148,11 @@ class GuidedSR(nn.Module):
         self.spec = spec
         self.scale = spec.scale
         self.grad_padding = grad_padding
-        #: how this model was built (saved in checkpoint metadata)
+        #: how :func:`wrap` built this model (one schema: see :func:`wrap`)
         self.config: dict = dict(config or {})
+        #: the registry architecture and config :func:`gradguide.save` records: a named
+        #: generator's (``("spsr", {...})``), else ``("guided", self.config)``
+        self.architecture: tuple[str, dict] = architecture or ("guided", self.config)
         if placement == "hr" and not spec.replace:
             raise SpecError(
                 f"fusion='paper' needs spec.replace (the final reconstruction layer) for "
@@ -265,8 +273,6 @@ class GuidedSR(nn.Module):
         with ``strict`` any other missing or unexpected key raises
         :class:`~gradguide.errors.CheckpointError` naming them.
         """
-        from .checkpoints import convert_state_dict, load_matching
-
         own = self.backbone.state_dict()
         sd = dict(state_dict)
         report = BackboneLoadReport()
@@ -295,19 +301,13 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def entry_for(model: nn.Module) -> Optional[tuple[str, Any]]:
-    """``(name, BackboneEntry)`` of the registered backbone covering ``model``'s class, or None."""
-    from .plugins import registries
-
-    for name, entry in registries().backbones.items():
-        if entry.covers(model):
-            return name, entry
-    return None
+    """``(name, Architecture)`` of the registered backbone covering ``model``'s class, or None."""
+    found = find_architecture(model)
+    return found if found is not None and found[1].is_backbone else None
 
 
 def spec_for(model: nn.Module) -> GuidanceSpec:
     """The registered :class:`GuidanceSpec` for ``model``'s class (via the plugin registry)."""
-    from .plugins import registries
-
     found = entry_for(model)
     if found is not None:
         return found[1].spec(model)
@@ -330,6 +330,7 @@ def wrap(
     fusion_block: "str | BlockFactory | None" = None,
     upsampler: str = "nearest",
     grad_padding: str = "zeros",
+    record_as: Optional[tuple[str, dict]] = None,
 ) -> GuidedSR:
     """Attach gradient guidance to ``model`` (modified in place; see :meth:`GuidedSR.unwrap`).
 
@@ -348,6 +349,9 @@ def wrap(
         upsampler: ``"nearest"`` or ``"pixelshuffle"`` for the ``"paper"`` branch's HR
             part (the ``"lr"`` branch always uses a pixel-shuffle gradient head).
         grad_padding: padding of the gradient operator M (``"zeros"`` as in SPSR).
+        record_as: ``(architecture, config)`` to record for :func:`gradguide.save` when this
+            is a registered generator (``create_spsr`` records ``"spsr"``); default
+            ``("guided", config)``, rebuilt by :func:`rebuild`.
 
     Shapes: ``forward(lr (B, C, H, W)) -> SROutput(sr (B, C, sH, sW), grad (B, C, sH, sW),
     lr_grad (B, C, H, W))``.
@@ -365,27 +369,14 @@ def wrap(
     if fusion not in spec.fusions():
         raise SpecError(
             f"fusion={fusion!r} is not possible for {type(model).__name__} with this spec "
-            f"(needs {'replace' if fusion == 'paper' else 'lr_feature'}); possible: {spec.fusions()}"
+            f"(needs {'replace' if FUSIONS[fusion].placement == 'hr' else 'lr_feature'}); possible: {spec.fusions()}"
         )
-    taps = [t.channels for t in spec.taps]
-    if fusion == "paper":
-        bblock, bname = block_factory(branch_block, "rrdb")
-        fblock, fname = block_factory(fusion_block, "rrdb")
-        width = branch_width or spec.taps[0].channels
-        branch: GradientBranch = GradientBranch(
-            taps, in_channels=spec.in_channels, out_channels=spec.out_channels,
-            width=width, scale=spec.scale, block=bblock, upsampler=upsampler,
-        )
-        fuse: nn.Module = PaperFusion(spec.hr_channels, width, spec.out_channels, block=fblock)
-    else:
-        bblock, bname = block_factory(branch_block, "rdb")
-        fblock, fname = block_factory(fusion_block, "rdb")
-        width = branch_width or DEFAULT_LR_BRANCH_WIDTH
-        branch = LRGradientBranch(
-            taps, in_channels=spec.in_channels, out_channels=spec.out_channels,
-            width=width, scale=spec.scale, block=bblock,
-        )
-        fuse = LRFusion(spec.lr_channels, width, block=fblock)
+    kind = FUSIONS[fusion]
+    bblock, bname = block_factory(branch_block, kind.block)
+    fblock, fname = block_factory(fusion_block, kind.block)
+    width = branch_width or kind.default_width(spec)
+    branch = kind.branch.from_spec(spec, width, bblock, upsampler)
+    fuse = kind.fusion.from_spec(spec, width, fblock)
     backbone_name, backbone_config = None, None
     if found is not None:
         backbone_name = found[0]
@@ -402,14 +393,12 @@ def wrap(
         "upsampler": upsampler,
         "grad_padding": grad_padding,
     }
-    return GuidedSR(model, spec, branch, fuse, grad_padding=grad_padding, config=config)
+    return GuidedSR(model, spec, branch, fuse, grad_padding=grad_padding, config=config, architecture=record_as)
 
 
 def rebuild(**config: Any) -> GuidedSR:
     """Rebuild a wrapped model from the ``config`` :func:`wrap` recorded (the ``"guided"``
     architecture of :mod:`gradguide.checkpoints`); weights are not loaded."""
-    from .plugins import registries
-
     name = config.get("backbone")
     if not name:
         raise CheckpointError(
@@ -443,3 +432,13 @@ def unwrap(model: GuidedSR) -> nn.Module:
     if not isinstance(model, GuidedSR):
         raise TypeError(f"unwrap expects a GuidedSR, got {type(model).__name__}")
     return model.unwrap()
+
+
+#: models made by :func:`wrap` of a registered backbone, rebuilt from their recorded config
+ARCHITECTURE = Architecture(
+    name="guided",
+    factory=rebuild,
+    description="any registered backbone wrapped by gradguide.wrap (rebuilt from its recorded config)",
+    scales=(),
+    scale_arg=None,
+)

@@ -1,14 +1,18 @@
-"""Convolutional building blocks: RRDB (ESRGAN), upsamplers, conv helpers.
+"""Convolutional building blocks: RRDB (ESRGAN), RDB, residual block, upsamplers, conv
+helpers, and the named block types gradient branches and fusions are built from.
 
 Shapes are ``(B, C, H, W)`` throughout. Nothing here picks a device.
 """
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
+
+from ..errors import SpecError
 
 __all__ = [
     "conv3x3",
@@ -20,6 +24,9 @@ __all__ = [
     "make_upsampler",
     "upsample_factors",
     "BlockFactory",
+    "ResBlock",
+    "BLOCKS",
+    "block_factory",
 ]
 
 BlockFactory = Callable[[int], nn.Module]
@@ -128,3 +135,41 @@ def make_upsampler(channels: int, scale: int, kind: str = "nearest") -> nn.Seque
     if cls is None:
         raise ValueError(f"upsampler kind must be 'nearest' or 'pixelshuffle', got {kind!r}")
     return nn.Sequential(*[cls(channels, channels, f) for f in upsample_factors(scale)])
+
+
+class ResBlock(nn.Module):
+    """``x + conv(lrelu(conv(x)))`` (EDSR-style, no BN). Shape: ``(B, c, H, W) -> same``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(channels, channels)
+        self.conv2 = conv3x3(channels, channels)
+        self.act = lrelu()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv2(self.act(self.conv1(x)))
+
+
+#: gradient / fusion block types by name (names are what checkpoints record)
+BLOCKS: dict[str, BlockFactory] = {
+    "rrdb": partial(RRDB, gc=32),
+    "rdb": partial(ResidualDenseBlock, gc=32),
+    "res": ResBlock,
+}
+
+
+def block_factory(block: "str | BlockFactory | None", default: str) -> tuple[BlockFactory, str]:
+    """``(factory, name)`` for a block given by name (see :data:`BLOCKS`) or factory.
+
+    A factory passed directly is recorded as ``"custom"`` (such a model saves, but
+    :func:`gradguide.load` cannot rebuild it without being given the model).
+    """
+    if block is None:
+        block = default
+    if isinstance(block, str):
+        if block not in BLOCKS:
+            raise SpecError(f"unknown block {block!r}; known: {', '.join(sorted(BLOCKS))} (or pass a factory)")
+        return BLOCKS[block], block
+    if not callable(block):
+        raise SpecError(f"block must be a name ({', '.join(sorted(BLOCKS))}) or a factory(channels), got {block!r}")
+    return block, "custom"

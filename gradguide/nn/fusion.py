@@ -1,20 +1,26 @@
-"""Fusion blocks: feed the gradient branch's features back into the SR branch.
+"""Fusion blocks, and the fusion kinds as data.
 
 ``PaperFusion`` is SPSR's (Sec. 3.2.2) and runs at HR resolution, replacing the
 backbone's final reconstruction conv. ``LRFusion`` is gradguide's efficient variant: it
 injects the branch's LR features into the backbone's LR feature before upsampling, so
 the backbone's own upsampler and reconstruction layers stay in place.
+
+A fusion kind (:class:`FusionKind`) is one record in :data:`FUSIONS`: its name, where it
+attaches (``placement``), its branch and fusion classes, their default block and branch
+width. Adding a fusion means one record and its classes; :func:`gradguide.wrap` and
+:meth:`gradguide.spec.GuidanceSpec.fusions` read the records.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
-from typing import ClassVar, Optional
+from typing import Any, ClassVar, Literal, Optional
 
 import torch
 from torch import Tensor, nn
 
-from .blocks import RRDB, BlockFactory, ResidualDenseBlock, conv3x3, lrelu
-from .branch import GradientBranch
+from .blocks import BLOCKS, RRDB, BlockFactory, ResBlock, block_factory, conv3x3, lrelu
+from .branch import GradientBranch, LRGradientBranch, ShuffleGradHead
 
 __all__ = [
     "PaperFusion",
@@ -22,101 +28,16 @@ __all__ = [
     "LRGradientBranch",
     "ShuffleGradHead",
     "ResBlock",
+    "FusionKind",
+    "Placement",
     "FUSIONS",
     "BLOCKS",
     "block_factory",
 ]
 
-
-class ResBlock(nn.Module):
-    """``x + conv(lrelu(conv(x)))`` (EDSR-style, no BN). Shape: ``(B, c, H, W) -> same``."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv1 = conv3x3(channels, channels)
-        self.conv2 = conv3x3(channels, channels)
-        self.act = lrelu()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.conv2(self.act(self.conv1(x)))
-
-
-#: gradient / fusion block types by name (names are what checkpoints record)
-BLOCKS: dict[str, BlockFactory] = {
-    "rrdb": partial(RRDB, gc=32),
-    "rdb": partial(ResidualDenseBlock, gc=32),
-    "res": ResBlock,
-}
-
-
-def block_factory(block: "str | BlockFactory | None", default: str) -> tuple[BlockFactory, str]:
-    """``(factory, name)`` for a block given by name (see :data:`BLOCKS`) or factory.
-
-    A factory passed directly is recorded as ``"custom"`` (such a model saves, but
-    :func:`gradguide.load` cannot rebuild it without being given the model).
-    """
-    if block is None:
-        block = default
-    if isinstance(block, str):
-        if block not in BLOCKS:
-            from ..errors import SpecError
-
-            raise SpecError(f"unknown block {block!r}; known: {', '.join(sorted(BLOCKS))} (or pass a factory)")
-        return BLOCKS[block], block
-    if not callable(block):
-        from ..errors import SpecError
-
-        raise SpecError(f"block must be a name ({', '.join(sorted(BLOCKS))}) or a factory(channels), got {block!r}")
-    return block, "custom"
-
-
-class ShuffleGradHead(nn.Module):
-    """HR gradient map straight from LR features: ``conv3x3(w -> out * s^2)`` + pixel shuffle.
-
-    Shape: ``(B, w, H, W) -> (B, out, sH, sW)``. Costs ``9 * w * out * s^2`` MACs per LR
-    pixel: ~1/60 of one HR-resolution 3x3 conv at w=64, x4.
-    """
-
-    def __init__(self, width: int, out_channels: int, scale: int) -> None:
-        super().__init__()
-        self.conv = conv3x3(width, out_channels * scale * scale)
-        self.shuffle = nn.PixelShuffle(scale)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.shuffle(self.conv(x))
-
-
-class LRGradientBranch(GradientBranch):
-    """The gradient branch of the efficient (``"lr"``) fusion: everything at LR resolution.
-
-    Same LR part as :class:`~gradguide.nn.branch.GradientBranch` (embed, one stage per
-    tap, ``lr_conv`` shortcut); the HR gradient map comes from a
-    :class:`ShuffleGradHead` (``to_grad``) instead of HR-resolution convs.
-
-    Shapes: ``lr_grad (B, in, H, W)``, taps ``(B, c_k, H, W)`` -> ``forward_lr``:
-    ``(B, width, H, W)``; ``forward_hr``: ``(grad, grad)`` both ``(B, out, sH, sW)``.
-    """
-
-    def __init__(
-        self,
-        tap_channels: "list[int] | tuple[int, ...]",
-        *,
-        in_channels: int = 3,
-        out_channels: int = 3,
-        width: int = 32,
-        scale: int = 4,
-        block: Optional[BlockFactory] = None,
-    ) -> None:
-        super().__init__(
-            tap_channels, in_channels=in_channels, out_channels=out_channels, width=width, scale=1,
-            block=block or BLOCKS["rdb"], hr_head=False,
-        )
-        self.scale = scale
-        self.to_grad = ShuffleGradHead(width, out_channels, scale)
-
-    def forward_hr(self, lr_features: Tensor) -> tuple[Tensor, Tensor]:
-        g = self.to_grad(lr_features)
-        return g, g
+#: where a fusion attaches: ``"hr"`` replaces the backbone's final layer (needs
+#: ``spec.replace``), ``"lr"`` adds to the LR feature (needs ``spec.lr_feature``)
+Placement = Literal["hr", "lr"]
 
 
 class PaperFusion(nn.Module):
@@ -148,6 +69,10 @@ class PaperFusion(nn.Module):
         self.hr_conv0 = conv3x3(hr_channels, hr_channels)
         self.hr_conv1 = conv3x3(hr_channels, out_channels)
         self.act = lrelu()
+
+    @classmethod
+    def from_spec(cls, spec: Any, branch_width: int, block: BlockFactory) -> "PaperFusion":
+        return cls(spec.hr_channels, branch_width, spec.out_channels, block=block)
 
     def forward(self, branch: Tensor, h: Tensor) -> Tensor:
         x = self.reduce(self.block(torch.cat((branch, self.proj(h)), 1)))
@@ -186,6 +111,10 @@ class LRFusion(nn.Module):
         nn.init.zeros_(self.out.bias)
         self.act = lrelu()
 
+    @classmethod
+    def from_spec(cls, spec: Any, branch_width: int, block: BlockFactory) -> "LRFusion":
+        return cls(spec.lr_channels, branch_width, block=block)
+
     def forward(self, branch: Tensor, f: Tensor) -> Tensor:
         return f + self.out(self.block(self.act(self.inp(torch.cat((branch, f), 1)))))
 
@@ -193,4 +122,40 @@ class LRFusion(nn.Module):
         return [self]
 
 
-FUSIONS: dict[str, type[nn.Module]] = {"paper": PaperFusion, "lr": LRFusion}
+@dataclass(frozen=True)
+class FusionKind:
+    """One way to attach gradient guidance.
+
+    Attributes:
+        name: what ``wrap(fusion=...)``, recipes (``model.guidance``) and checkpoints say.
+        placement: ``"hr"`` or ``"lr"`` (see :data:`Placement`).
+        branch: the gradient-branch class; ``branch.from_spec(spec, width, block, upsampler)``.
+        fusion: the fusion class; ``fusion.from_spec(spec, branch_width, block)``; it declares
+            the same ``placement`` and has ``warmup_modules()``.
+        block: default block name (:data:`~gradguide.nn.blocks.BLOCKS`) of branch and fusion.
+        width: default branch width; ``None`` = the first tap's channels.
+        description: one line.
+    """
+
+    name: str
+    placement: Placement
+    branch: type
+    fusion: type
+    block: str
+    width: Optional[int]
+    description: str = ""
+
+    def default_width(self, spec: Any) -> int:
+        return self.width or spec.taps[0].channels
+
+
+#: every fusion kind, by name (the first one a spec supports is ``wrap``'s default)
+FUSIONS: dict[str, FusionKind] = {
+    k.name: k
+    for k in (
+        FusionKind("paper", "hr", GradientBranch, PaperFusion, "rrdb", None,
+                   "SPSR's HR fusion replacing the final layer (paper-exact)"),
+        FusionKind("lr", "lr", LRGradientBranch, LRFusion, "rdb", 32,
+                   "efficient fusion at LR resolution before upsampling"),
+    )
+}

@@ -76,10 +76,10 @@ def load_pretrained(G: nn.Module, path: str, *, strict: bool = False):
     PSNR-oriented RRDBNet for SPSR) fills ``G.backbone``. Returns the
     :class:`gradguide.checkpoints.LoadReport` listing missing/unexpected keys.
     """
-    from ..checkpoints import architecture_of, convert_state_dict, load_checkpoint, read_state_dict
+    from ..checkpoints import architecture_of, convert_checkpoint, load_checkpoint, read_state_dict
 
     sd, meta, _ = read_state_dict(path)
-    _, arch, _, _, _ = convert_state_dict(sd, meta, getattr(G, "scale", None))
+    _, arch, _, _, _ = convert_checkpoint(sd, meta, getattr(G, "scale", None))
     target = G
     if arch != architecture_of(G)[0] and hasattr(G, "backbone"):
         target = G.backbone

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from gradguide.spec import GuidanceSpec, Tap
+from gradguide.plugin import GuidanceSpec, Tap
 
 __all__ = ["CARN", "carn_spec"]
 

@@ -1,41 +1,24 @@
-"""The plugin module named by the entry point: gradguide calls these hooks.
+"""The plugin module named by the entry point: gradguide calls its hook.
 
-Heavy imports stay inside the hooks, so listing plugins stays cheap.
+It imports only :mod:`gradguide.plugin`, the public API for plugin authors.
 """
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Mapping, Optional
 
-from gradguide.hookspecs import hookimpl
+import torch
+from torch import Tensor
 
+from gradguide.plugin import Architecture, CheckpointError, CheckpointLayout, Converted, hookimpl, infer_scale, shuffle_factor
 
-@hookimpl
-def gradguide_backbones() -> list:
-    from gradguide.registry import BackboneEntry
-
-    from .arch import CARN, carn_spec
-
-    return [
-        BackboneEntry(
-            name="carn", factory=CARN, classes=(CARN,), spec=carn_spec, config_of=lambda m: m.config,
-            scales=(2, 3, 4, 8), description="CARN (Ahn et al. 2018), cascading residual network [example plugin]",
-        )
-    ]
+from .arch import CARN, carn_spec
 
 
-def _detect(sd: dict, meta: dict) -> bool:
-    return "entry.weight" in sd and "b1.b1.body.0.weight" in sd and "exit.weight" in sd
-
-
-def _convert(sd: dict, meta: dict, scale: Optional[int] = None) -> tuple:
+def _convert(sd: Mapping[str, Tensor], meta: Mapping[str, str], scale: Optional[int]) -> Converted:
     """Official CARN-pytorch state dict -> this CARN: the fixed MeanShift convs are verified
     and dropped (the model keeps the mean as a buffer); multi-scale checkpoints keep the
     upsampler for ``scale`` (``upN``), the others are reported as ignored."""
-    import torch
-
-    from gradguide.errors import CheckpointError
-
     ignored: dict[str, str] = {}
     out = {}
     c = int(sd["entry.weight"].shape[0])
@@ -48,9 +31,8 @@ def _convert(sd: dict, meta: dict, scale: Optional[int] = None) -> tuple:
             raise CheckpointError(f"multi-scale CARN checkpoint has {', '.join(ups)}, not {keep}")
     else:
         keep = "up"
-        convs = [k for k in sd if re.match(r"upsample\.up\.body\.\d+\.weight$", k)]
-        if scale is None:
-            scale = 3 if len(convs) == 1 and sd[convs[0]].shape[0] == 9 * c else 2 ** len(convs)
+        convs = sorted(k for k in sd if re.match(r"upsample\.up\.body\.\d+\.weight$", k))
+        scale = infer_scale([shuffle_factor(sd[k].shape[0], c) for k in convs], meta, scale)
     for k, v in sd.items():
         if k.startswith(("sub_mean.", "add_mean.")):
             if k.endswith("weight") and not torch.equal(v.view(3, 3).float(), torch.eye(3)):
@@ -63,11 +45,20 @@ def _convert(sd: dict, meta: dict, scale: Optional[int] = None) -> tuple:
                 ignored[k] = f"upsampler of another scale ({m.group(1)})"
         else:
             out[k] = v
-    return "carn", {"scale": int(scale), "channels": c}, out, ignored
+    return Converted({"scale": int(scale), "channels": c}, out, ignored)
 
 
 @hookimpl
-def gradguide_checkpoint_layouts() -> list:
-    from gradguide.registry import CheckpointLayout
-
-    return [CheckpointLayout("carn-official", _detect, _convert, 20, "CARN-pytorch (nmhkahn) [example plugin]")]
+def gradguide_backbones() -> list[Architecture]:
+    return [
+        Architecture(
+            name="carn", factory=CARN, classes=(CARN,), spec=carn_spec, config_of=lambda m: m.config,
+            scales=(2, 3, 4, 8), description="CARN (Ahn et al. 2018), cascading residual network [example plugin]",
+            layouts=(
+                CheckpointLayout(
+                    "carn-official", _convert, keys=("entry.weight", "b1.b1.body.0.weight", "exit.weight"),
+                    priority=20, description="CARN-pytorch (nmhkahn) [example plugin]",
+                ),
+            ),
+        )
+    ]
