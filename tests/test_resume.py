@@ -66,7 +66,8 @@ def _cmd(data, val, out, *extra):
     return [
         "train", "quickstart",
         "--data-hr", str(data), "--val-hr", str(val), "--out", str(out), "--deterministic", "--device", "cpu",
-        "--set", "model.arch=spsr", "--set", "model.nf=4", "--set", "model.nb=2", "--set", "model.gc=4",
+        "--set", "model.guidance=paper", "--set", "model.backbone_config.nf=4", "--set", "model.backbone_config.nb=2",
+        "--set", "model.backbone_config.gc=4",
         "--set", "model.scale=2", "--set", "data.crop=32",
         "--set", f"train.iterations={ITERS}", "--set", "train.batch_size=2", "--set", "train.checkpoint_every=2",
         "--set", "train.warmup_iters=3", "--set", "train.ema=0.9",

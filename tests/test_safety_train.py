@@ -232,7 +232,8 @@ def test_cli_ctrl_c_prints_the_resume_command_and_resume_needs_only_the_folder(t
     work.mkdir(), elsewhere.mkdir()
     args = [
         "train", "quickstart", "--data-hr", "../hr", "--out", "run", "--device", "cpu", "--deterministic",
-        "--set", "model.nf=4", "--set", "model.nb=1", "--set", "model.gc=4", "--set", "model.scale=2",
+        "--set", "model.backbone_config.nf=4", "--set", "model.backbone_config.nb=1", "--set", "model.backbone_config.gc=4",
+        "--set", "model.scale=2",
         "--set", "data.crop=16", "--set", "train.iterations=6", "--set", "train.batch_size=2",
         "--set", "train.checkpoint_every=1000", "--set", "train.time_limit_s=0", "--set", "val.every=0",
         "--set", "log.tensorboard=false", "--set", "log.progress=false", "--set", "loss.perceptual=0",
