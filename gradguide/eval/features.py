@@ -195,12 +195,15 @@ def ssim_y(sr: ImageFeatures, hr: ImageFeatures) -> Tensor:
     mu_a, e_aa = sr.ssim_moments
     mu_b, e_bb = hr.ssim_moments
     g = gaussian_1d(SSIM_WINDOW, SSIM_SIGMA, device=sr.y.device)
-    e_ab = filter_valid(sr.y * hr.y, g)
+    # the SSIM map, in place where a temporary is ours (the cached moments stay intact)
+    cov = filter_valid(sr.y * hr.y, g)  # E[ab]
     mu_ab = mu_a * mu_b
-    mu_aa, mu_bb = mu_a * mu_a, mu_b * mu_b
-    num = (2.0 * mu_ab + SSIM_C1) * (2.0 * (e_ab - mu_ab) + SSIM_C2)
-    den = (mu_aa + mu_bb + SSIM_C1) * ((e_aa - mu_aa) + (e_bb - mu_bb) + SSIM_C2)
-    return (num / (den + SSIM_EPS)).flatten(1).mean(dim=1)
+    aa, bb = mu_a * mu_a, mu_b * mu_b
+    num = cov.sub_(mu_ab).mul_(2.0).add_(SSIM_C2)  # 2 sigma_ab + C2
+    num.mul_(mu_ab.mul_(2.0).add_(SSIM_C1))  # x (2 mu_a mu_b + C1)
+    den = (e_aa - aa).add_(e_bb - bb).add_(SSIM_C2)  # sigma_a^2 + sigma_b^2 + C2
+    den.mul_(aa.add_(bb).add_(SSIM_C1)).add_(SSIM_EPS)  # x (mu_a^2 + mu_b^2 + C1)
+    return num.div_(den).flatten(1).mean(dim=1)
 
 
 @pair_metric("GMSD")
