@@ -254,3 +254,31 @@ def test_keyed_items_follow_seed_epoch_and_index():
     assert ds.dataset.dataset.epoch == 2  # set_epoch reached the wrapped dataset
     batch = torch.utils.data.default_collate([ds[(0, 0)], ds[(0, 2)]])
     assert batch[2].tolist() == [D.item_key(5, 0, 0), D.item_key(5, 0, 2)]
+
+
+def test_throughput_bench_runs_and_is_deterministic():
+    """bench/degrade_throughput.py's measurement, exercised (not timed) on a tiny batch."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "degrade_throughput.py"
+    spec = importlib.util.spec_from_file_location("degrade_throughput", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    r = mod.measure("cpu", batch=2, crop=32, repeats=1)
+    assert r["lr_shape"] == (2, 3, 8, 8) and r["deterministic"] and r["crops_per_second"] > 0
+    assert 0 < r["draw_share"] < 10
+
+
+def test_usm_matches_a_2d_gaussian_reference():
+    """Separable passes == the 2-D Gaussian of cv2.getGaussianKernel(51, 0), reflect borders."""
+    x = torch.rand(1, 3, 60, 60, dtype=torch.float64)
+    sigma = 0.3 * ((51 - 1) * 0.5 - 1) + 0.8
+    ax = torch.arange(51, dtype=torch.float64) - 25
+    g = torch.exp(-(ax**2) / (2 * sigma**2))
+    k = torch.outer(g, g) / torch.outer(g, g).sum()
+    blur = lambda t: F.conv2d(F.pad(t.reshape(-1, 1, 60, 60), (25,) * 4, mode="reflect"), k[None, None]).reshape(t.shape)  # noqa: E731
+    res = x - blur(x)
+    soft = blur((res.abs() * 255 > 10).double())
+    ref = soft * (x + 0.5 * res).clamp(0, 1) + (1 - soft) * x
+    assert torch.allclose(D.usm_sharp(x), ref, atol=1e-10)

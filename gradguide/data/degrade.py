@@ -496,21 +496,26 @@ def jpeg(x: Tensor, quality: Tensor) -> Tensor:
 
 def usm_sharp(x: Tensor, *, weight: float = 0.5, threshold: float = 10.0, radius: int = 50) -> Tensor:
     """Unsharp masking as Real-ESRGAN's ``USMSharp``: a Gaussian blur of size
-    ``radius + 1`` (OpenCV's sigma for that size), ``x + weight * (x - blur)`` where
+    ``radius + 1`` (OpenCV's sigma for that size; two separable passes),
+    ``x + weight * (x - blur)`` where
     ``|x - blur| > threshold / 255``, blended through a blurred mask; clipped to [0, 1]."""
-    from kornia.filters import filter2d
+    from kornia.filters import filter2d_separable
 
     if radius % 2 == 0:
         radius += 1
     sigma = 0.3 * ((radius - 1) * 0.5 - 1) + 0.8  # cv2.getGaussianKernel(radius, 0)
     ax = torch.arange(radius, dtype=torch.float64) - radius // 2
     g1 = torch.exp(-(ax * ax) / (2 * sigma * sigma))
-    g1 = g1 / g1.sum()
-    k = (g1[:, None] * g1[None, :])[None].to(device=x.device, dtype=x.dtype)
-    blurred = filter2d(x, k, border_type="reflect")
+    g1 = (g1 / g1.sum())[None].to(device=x.device, dtype=x.dtype)
+    border = "reflect" if min(x.shape[-2:]) > radius // 2 else "replicate"
+
+    def gauss(t: Tensor) -> Tensor:  # the 2-D Gaussian is separable: two 1-D passes
+        return filter2d_separable(t, g1, g1, border_type=border)
+
+    blurred = gauss(x)
     residual = x - blurred
     mask = (residual.abs() * 255 > threshold).to(x.dtype)
-    soft = filter2d(mask, k, border_type="reflect")
+    soft = gauss(mask)
     sharp = (x + weight * residual).clamp(0, 1)
     return soft * sharp + (1 - soft) * x
 
