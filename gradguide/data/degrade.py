@@ -88,7 +88,7 @@ _KEY_SALT = 0x5EED_DE9A  # keeps degradation streams apart from the crop/flip st
 # --------------------------------------------------------------------------- parameters
 
 
-def _six() -> list:
+def _six() -> list[KernelType]:
     return list(KERNEL_TYPES)
 
 
@@ -106,35 +106,35 @@ class DegradationConfig:
     gt_usm: bool = True  # sharpen the HR with USM first (Real-ESRGAN's l1/percep_gt_usm)
     # first stage
     blur_kernel_size: int = 21  # the largest kernel; sizes are drawn from the odd 7..blur_kernel_size
-    kernel_list: list = field(default_factory=_six)
-    kernel_prob: list = field(default_factory=lambda: [0.45, 0.25, 0.12, 0.03, 0.12, 0.03])
+    kernel_list: list[KernelType] = field(default_factory=_six)
+    kernel_prob: list[float] = field(default_factory=lambda: [0.45, 0.25, 0.12, 0.03, 0.12, 0.03])
     sinc_prob: float = 0.1
-    blur_sigma: list = field(default_factory=lambda: [0.2, 3.0])
-    betag_range: list = field(default_factory=lambda: [0.5, 4.0])
-    betap_range: list = field(default_factory=lambda: [1.0, 2.0])
-    resize_prob: list = field(default_factory=lambda: [0.2, 0.7, 0.1])
-    resize_range: list = field(default_factory=lambda: [0.15, 1.5])
+    blur_sigma: list[float] = field(default_factory=lambda: [0.2, 3.0])
+    betag_range: list[float] = field(default_factory=lambda: [0.5, 4.0])
+    betap_range: list[float] = field(default_factory=lambda: [1.0, 2.0])
+    resize_prob: list[float] = field(default_factory=lambda: [0.2, 0.7, 0.1])
+    resize_range: list[float] = field(default_factory=lambda: [0.15, 1.5])
     gaussian_noise_prob: float = 0.5
-    noise_range: list = field(default_factory=lambda: [1.0, 30.0])  # sigma, in 8-bit levels
-    poisson_scale_range: list = field(default_factory=lambda: [0.05, 3.0])
+    noise_range: list[float] = field(default_factory=lambda: [1.0, 30.0])  # sigma, in 8-bit levels
+    poisson_scale_range: list[float] = field(default_factory=lambda: [0.05, 3.0])
     gray_noise_prob: float = 0.4
-    jpeg_range: list = field(default_factory=lambda: [30.0, 95.0])
+    jpeg_range: list[float] = field(default_factory=lambda: [30.0, 95.0])
     # second stage
     second_blur_prob: float = 0.8
     blur_kernel_size2: int = 21
-    kernel_list2: list = field(default_factory=_six)
-    kernel_prob2: list = field(default_factory=lambda: [0.45, 0.25, 0.12, 0.03, 0.12, 0.03])
+    kernel_list2: list[KernelType] = field(default_factory=_six)
+    kernel_prob2: list[float] = field(default_factory=lambda: [0.45, 0.25, 0.12, 0.03, 0.12, 0.03])
     sinc_prob2: float = 0.1
-    blur_sigma2: list = field(default_factory=lambda: [0.2, 1.5])
-    betag_range2: list = field(default_factory=lambda: [0.5, 4.0])
-    betap_range2: list = field(default_factory=lambda: [1.0, 2.0])
-    resize_prob2: list = field(default_factory=lambda: [0.3, 0.4, 0.3])
-    resize_range2: list = field(default_factory=lambda: [0.3, 1.2])
+    blur_sigma2: list[float] = field(default_factory=lambda: [0.2, 1.5])
+    betag_range2: list[float] = field(default_factory=lambda: [0.5, 4.0])
+    betap_range2: list[float] = field(default_factory=lambda: [1.0, 2.0])
+    resize_prob2: list[float] = field(default_factory=lambda: [0.3, 0.4, 0.3])
+    resize_range2: list[float] = field(default_factory=lambda: [0.3, 1.2])
     gaussian_noise_prob2: float = 0.5
-    noise_range2: list = field(default_factory=lambda: [1.0, 25.0])
-    poisson_scale_range2: list = field(default_factory=lambda: [0.05, 2.5])
+    noise_range2: list[float] = field(default_factory=lambda: [1.0, 25.0])
+    poisson_scale_range2: list[float] = field(default_factory=lambda: [0.05, 2.5])
     gray_noise_prob2: float = 0.4
-    jpeg_range2: list = field(default_factory=lambda: [30.0, 95.0])
+    jpeg_range2: list[float] = field(default_factory=lambda: [30.0, 95.0])
     # final
     final_sinc_prob: float = 0.8
 
