@@ -29,7 +29,7 @@ RECIPES = textwrap.dedent(
             loss.update(gan=0.005, gradient_gan=0.005, discriminator="vgg128", gradient_discriminator="unet_sn", discriminator_nf=4)
             train.update(warmup_iters=1, ema=0.9)
         return recipe_from_dict({
-            "model": {"arch": "spsr", "nf": 4, "nb": 2, "gc": 4, "scale": 2},
+            "model": {"backbone": "rrdbnet", "guidance": "paper", "backbone_config": {"nf": 4, "nb": 2, "gc": 4}, "scale": 2},
             "data": {"hr": data, "crop": 32, "seed": 1},
             "train": train,
             "optim": {"lr_g": 1e-3, "lr_d": 1e-3},

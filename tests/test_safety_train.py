@@ -44,7 +44,7 @@ class TinyDS(torch.utils.data.Dataset):
 
 def tiny_recipe(**sections):
     base = {
-        "model": {"arch": "spsr", "nf": 4, "nb": 1, "gc": 4, "scale": 2},
+        "model": {"backbone": "rrdbnet", "guidance": "paper", "backbone_config": {"nf": 4, "nb": 1, "gc": 4}, "scale": 2},
         "data": {"crop": 16},
         "train": {"iterations": 4, "batch_size": 2, "checkpoint_every": 1000, "deterministic": True, "ema": 0.9},
         "optim": {"lr_g": 1e-3, "lr_d": 1e-3},

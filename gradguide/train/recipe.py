@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
-import inspect
-import math
 import os
 import types
 import typing
@@ -517,23 +514,17 @@ def recipe_to_dict(recipe: Recipe) -> dict:
     return d
 
 
-def _toml_key(k: Any) -> str:
-    """A bare key where TOML allows one, else a quoted key (``"a.b"`` stays one key)."""
-    k = str(k)
-    return k if k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k) else _toml_value(k)
-
-
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v)
-    if isinstance(v, str):  # a TOML basic string: JSON's escapes are TOML's, plus DEL
-        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
