@@ -24,8 +24,12 @@ def register(sub: argparse._SubParsersAction, fmt: type) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     p.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output folder")
     p.add_argument("--scale", type=int, default=None, help="override the model's scale")
-    p.add_argument("--tile", type=int, default=DEFAULT_TILE, help=f"tile side in LR px, 0 = whole image (default {DEFAULT_TILE})")
+    p.add_argument("--tile", type=_tile_arg, default=DEFAULT_TILE,
+                   help=f"tile side in LR px, 0 = whole image, 'auto' = the largest that fits --max-memory (default {DEFAULT_TILE})")
     p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help=f"tile overlap in LR px (default {DEFAULT_OVERLAP})")
+    p.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="memory budget for --tile auto, e.g. 3G or 512M (default: half the available RAM on CPU, "
+                   "80%% of the free GPU memory on CUDA)")
     add_device_args(p)
     p.add_argument("--save-grad", action="store_true", help="also write the gradient branch's map as <name>_grad.png")
     p.add_argument("--compare", action="store_true", help="also write <name>_compare.png (bicubic | model)")
@@ -50,6 +54,16 @@ def register(sub: argparse._SubParsersAction, fmt: type) -> None:
     q.set_defaults(func=_export)
 
 
+def _tile_arg(v: str):
+    """``--tile``: an int (0 = whole image) or ``auto``."""
+    if str(v).strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of LR pixels, 0 or 'auto', got {v!r}") from None
+
+
 def _upscale(args: argparse.Namespace) -> int:
     from ..errors import BatchStopped
     from ..infer.upscale import upscale
@@ -57,7 +71,7 @@ def _upscale(args: argparse.Namespace) -> int:
     err = make_console()
     try:
         results = upscale(
-            args.model, args.inputs, args.out, scale=args.scale, tile=args.tile or None, overlap=args.overlap,
+            args.model, args.inputs, args.out, scale=args.scale, tile=args.tile or None, overlap=args.overlap, max_memory=args.max_memory,
             device=resolve_device_arg(args.device), precision=args.precision, save_grad=args.save_grad,
             compare=args.compare, max_pixels=args.max_pixels, suffix=args.suffix, overwrite=args.overwrite,
             progress=not args.no_progress, console=err,

@@ -41,7 +41,14 @@ from ..types import SROutput
 
 __all__ = [
     "PRECISIONS",
+    "TILE_AUTO",
     "DEFAULT_TILE",
+    "TilePlan",
+    "plan_tile",
+    "balanced_tile",
+    "activation_bytes",
+    "default_memory_budget",
+    "parse_memory",
     "DEFAULT_OVERLAP",
     "TileOOMError",
     "InferenceError",
@@ -57,9 +64,15 @@ __all__ = [
 ]
 
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-#: default tile side in LR pixels (input), and overlap between neighbouring tiles
-DEFAULT_TILE = 128
+#: ``tile="auto"``: the largest tile whose estimated peak memory fits the budget
+#: (``max_memory``, default :func:`default_memory_budget`); the whole image when it fits
+TILE_AUTO = "auto"
+#: default tile (LR pixels, or ``"auto"``) and overlap between neighbouring tiles; see
+#: docs/inference.md for the measurements behind the overlap
+DEFAULT_TILE: Union[int, str] = TILE_AUTO
 DEFAULT_OVERLAP = 32
+#: the tile side used before tiles were sized from memory (``bench/upscale_throughput.py``'s baseline)
+LEGACY_TILE = 128
 
 
 def split_output(out: Union[Tensor, SROutput, tuple]) -> tuple[Tensor, Optional[Tensor]]:
@@ -151,6 +164,211 @@ def is_oom(exc: BaseException) -> bool:
     msg = str(exc).lower()
     return isinstance(exc, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg or "failed to allocate" in msg)
 
+# ---------------------------------------------------------------------------------
+# tile size from a memory budget
+_UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "KIB": 2**10, "M": 2**20, "MB": 2**20, "MIB": 2**20,
+          "G": 2**30, "GB": 2**30, "GIB": 2**30, "T": 2**40, "TB": 2**40, "TIB": 2**40}
+#: measured peak RSS of one tile over the traced live activations (paper SPSR, CPU, fp32:
+#: 1.14 between tiles of 48 and 96 LR px; bench/upscale_throughput.py), with margin
+ACTIVATION_FACTOR = 1.3
+#: per-process constant on top of the weights: weight copies in the conv library's
+#: layout (oneDNN reorders on CPU, cuDNN workspaces on CUDA), measured ~1.2x the weights
+WEIGHT_FACTOR = 1.5
+
+
+def parse_memory(value: Union[int, float, str, None]) -> Optional[int]:
+    """``3G``, ``2.5GiB``, ``512M``, ``1e9`` or an int -> bytes; ``None``/``""``/``0`` -> ``None``."""
+    if value is None or value == "" or value == 0:
+        return None
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise InferenceError(f"--max-memory {value}: must be positive")
+        return int(value)
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([a-zA-Z]*)\s*", str(value))
+    if not m or m.group(2).upper() not in _UNITS:
+        raise InferenceError(f"--max-memory {value!r}: expected bytes or a size like 3G, 2.5GiB, 512M")
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()]) or None
+
+
+def _available_ram() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r if sys.platform == "darwin" else r * 1024
+
+
+def default_memory_budget(device: Union[str, torch.device] = "cpu") -> int:
+    """What ``tile="auto"`` may use when no ``max_memory`` is given, in bytes.
+
+    CPU: the process's current RSS plus half the memory the OS reports available
+    (``MemAvailable``), so other programs keep the rest. CUDA: 80 % of the device's free
+    memory plus what this process already holds there. Other devices: 4 GiB.
+    """
+    d = torch.device(device)
+    if d.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(d)
+        return int(0.8 * free) + torch.cuda.memory_allocated(d)
+    if d.type == "cpu":
+        return _rss() + _available_ram() // 2
+    return 4 * 2**30
+
+
+_ACT_CACHE: "dict[tuple, float]" = {}
+
+
+def activation_bytes(model: nn.Module, *, side: int = 32, channels: int = 3, dtype=torch.float32) -> float:
+    """Peak bytes of live tensors during one ``no_grad`` forward of a ``side x side``
+    input, counted on the meta device (no compute, no memory): every op's new outputs
+    are added when created and removed when freed. Divide by ``side**2`` for bytes per
+    LR pixel; it grows with the tile's area for convolutional and windowed models.
+    Raises ``RuntimeError`` when the model cannot run on meta tensors."""
+    import weakref
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    key = (id(model), side, channels, dtype)
+    if key in _ACT_CACHE:
+        return _ACT_CACHE[key]
+
+    class _Live(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.live = self.peak = 0
+
+        def _free(self, n: int) -> None:
+            self.live -= n
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if not func.is_view and not func._schema.name.endswith("_"):
+                for t in tree_flatten(out)[0]:
+                    if isinstance(t, Tensor):
+                        n = t.untyped_storage().nbytes()
+                        self.live += n
+                        self.peak = max(self.peak, self.live)
+                        weakref.finalize(t, self._free, n)
+            return out
+
+    state = {k: v.to("meta", dtype=dtype if v.is_floating_point() else v.dtype)
+             for k, v in list(model.named_parameters()) + list(model.named_buffers())}
+    x = torch.empty(1, channels, side, side, device="meta", dtype=dtype)
+    with torch.no_grad(), _Live() as live:
+        out = torch.func.functional_call(model, state, (x,))
+    del out
+    _ACT_CACHE[key] = float(live.peak)
+    return float(live.peak)
+
+
+def balanced_tile(length: int, tile: int, overlap: int) -> int:
+    """The smallest tile that covers ``length`` with as few tiles as ``tile`` needs.
+
+    With ``n = ceil((length - overlap) / (tile - overlap))`` tiles, a side of
+    ``ceil((length - overlap) / n) + overlap`` covers the same length, so no tile
+    extends far over its neighbour (the last tile of a fixed grid usually does).
+    """
+    if length <= tile:
+        return length
+    n = -(-(length - overlap) // (tile - overlap))
+    return min(tile, -(-(length - overlap) // n) + overlap)
+
+
+@dataclass
+class TilePlan:
+    """What :func:`plan_tile` chose: ``tile`` (LR px, ``None`` = untiled) and the
+    estimate it rests on (bytes)."""
+
+    tile: Optional[int]
+    budget: int
+    fixed: int
+    per_pixel: float
+    estimated_peak: int
+    note: str = ""
+
+
+def plan_tile(
+    model: nn.Module,
+    lr_shape: tuple,
+    *,
+    scale: int,
+    overlap: int = DEFAULT_OVERLAP,
+    device: Union[str, torch.device] = "cpu",
+    dtype: torch.dtype = torch.float32,
+    max_memory: Union[int, str, None] = None,
+    with_grad: bool = False,
+    min_tile: int = 32,
+) -> TilePlan:
+    """The largest tile whose estimated peak fits the budget, or ``None`` (untiled) when
+    the whole image fits.
+
+    ``peak(t) = fixed + ACTIVATION_FACTOR * a * t^2 + bands(t)`` with ``a`` the traced
+    activation bytes per LR pixel (:func:`activation_bytes`), ``fixed`` the process as
+    it is now (CPU RSS, or CUDA memory in use) plus ``WEIGHT_FACTOR`` x the weights and,
+    on CPU, the uint8 output image; ``bands(t)`` the float32 blending buffers (about 3
+    tile-rows of output, twice with the gradient map), which live in CPU memory.
+    """
+    dev = torch.device(device)
+    budget = parse_memory(max_memory) or default_memory_budget(dev)
+    b, c, h, w = (int(v) for v in lr_shape)
+    s = int(scale)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    if dev.type == "cuda":
+        fixed = torch.cuda.memory_allocated(dev) + int(WEIGHT_FACTOR * weights)
+    else:
+        fixed = _rss() + int(WEIGHT_FACTOR * weights) + b * c * h * s * w * s  # + uint8 output
+    try:
+        per_px = b * activation_bytes(model, channels=c, dtype=dtype) / 32**2
+        note = ""
+    except Exception as exc:  # noqa: BLE001 - a model that cannot run on meta tensors
+        per_px = b * 120_000.0 * torch.finfo(dtype).bits / 32  # paper SPSR's figure, a safe default
+        note = f"activation trace failed ({type(exc).__name__}); assumed {per_px / 1e3:.0f} kB per LR pixel"
+    band_per_row = (2 if with_grad else 1) * 3 * b * c * w * s * s * 4 if dev.type == "cpu" else 0
+
+    def peak(t: int) -> int:
+        return int(fixed + ACTIVATION_FACTOR * per_px * t * t + band_per_row * t)
+
+    whole = max(h, w)
+    if peak(whole) <= budget:
+        return TilePlan(None, budget, fixed, per_px, peak(whole), note)
+    lo = max(min_tile, overlap + 1)
+    t = lo
+    hi = whole
+    while lo <= hi:  # largest t with peak(t) <= budget
+        mid = (lo + hi) // 2
+        if peak(mid) <= budget:
+            t, lo = mid, mid + 1
+        else:
+            hi = mid - 1
+    if peak(t) > budget:
+        note = (note + "; " if note else "") + f"even the smallest tile ({t}) is estimated over the budget"
+    return TilePlan(t, budget, fixed, per_px, peak(t), note)
+
 
 class BandSink(Protocol):
     def __call__(self, y0: int, y1: int, sr: Tensor, grad: Optional[Tensor]) -> None: ...
@@ -179,7 +397,7 @@ def run_tiles(
     sink: BandSink,
     *,
     scale: int,
-    tile: Optional[int] = DEFAULT_TILE,
+    tile: Union[int, str, None] = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
     device: Union[str, torch.device] = "cpu",
     precision: Union[str, torch.dtype] = "fp32",
@@ -187,6 +405,8 @@ def run_tiles(
     min_tile: int = 32,
     on_tile: Optional[Callable[[int, int], None]] = None,
     on_retry: Optional[Callable[[int, BaseException], None]] = None,
+    max_memory: Union[int, str, None] = None,
+    balance: bool = True,
 ) -> int:
     """Run ``model`` over ``lr`` tile by tile and hand finished output rows to ``sink``.
 
@@ -196,7 +416,13 @@ def run_tiles(
         sink: called as ``sink(y0, y1, sr_band, grad_band)`` with float32 CPU bands
             ``(B, C, y1 - y0, scale * W)``, top to bottom; after an OOM restart the rows
             come again from the top.
-        tile: tile side in LR pixels; ``None`` or ``0`` for one tile (untiled).
+        tile: tile side in LR pixels; ``None`` or ``0`` for one tile (untiled);
+            ``"auto"`` sizes it from ``max_memory`` (see :func:`plan_tile`) and runs the
+            image untiled when that fits.
+        max_memory: memory budget for ``tile="auto"``, bytes or a string like ``"3G"``
+            (default :func:`default_memory_budget`).
+        balance: shrink the tiles so that they split the image evenly (same tile count,
+            less overlap computed twice); ``False`` gives the fixed-size grid of old.
         overlap: LR pixels shared by neighbouring tiles (see module doc).
         with_grad: also blend and emit the gradient map (``None`` if the model has none).
         on_tile: ``on_tile(done, total)`` after each tile.
@@ -212,14 +438,19 @@ def run_tiles(
     if overlap < 0:
         raise InferenceError(f"--overlap {overlap}: must be >= 0")
     h, w = lr.shape[-2:]
+    model = model.to(device=dev, dtype=dtype).eval()
+    if isinstance(tile, str):
+        if tile != TILE_AUTO:
+            raise InferenceError(f"--tile {tile}: must be a number of LR pixels, 0 (whole image) or 'auto'")
+        tile = plan_tile(model, lr.shape, scale=scale, overlap=overlap, device=dev, dtype=dtype,
+                         max_memory=max_memory, with_grad=with_grad, min_tile=min_tile).tile
     cur = max(h, w) if not tile else int(tile)
     if cur <= overlap and cur < max(h, w):
         raise InferenceError(f"--tile {cur}: must be larger than the overlap ({overlap})")
-    model = model.to(device=dev, dtype=dtype).eval()
     sink = keep_grey(lr, sink)
     while True:
         try:
-            _run_grid(model, lr, sink, scale, cur, overlap, dev, dtype, with_grad, on_tile)
+            _run_grid(model, lr, sink, scale, cur, overlap, dev, dtype, with_grad, on_tile, balance)
             return cur
         except Exception as exc:  # noqa: BLE001 - only OOM is retried
             if not is_oom(exc):
@@ -234,9 +465,12 @@ def run_tiles(
             cur = nxt
 
 
-def _run_grid(model, lr, sink, s, tile, overlap, dev, dtype, with_grad, on_tile) -> None:
+def _run_grid(model, lr, sink, s, tile, overlap, dev, dtype, with_grad, on_tile, balance=True) -> None:
     b, _, h, w = lr.shape
-    th, tw = min(tile, h), min(tile, w)
+    if balance:
+        th, tw = balanced_tile(h, tile, overlap), balanced_tile(w, tile, overlap)
+    else:
+        th, tw = min(tile, h), min(tile, w)
     ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
     pad = (overlap // 4) * s
     blend = (overlap - 2 * (overlap // 4)) * s
@@ -301,12 +535,14 @@ def tiled_forward(
     lr: Tensor,
     *,
     scale: Optional[int] = None,
-    tile: Optional[int] = DEFAULT_TILE,
+    tile: Union[int, str, None] = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
     device: Union[str, torch.device] = "cpu",
     precision: Union[str, torch.dtype] = "fp32",
     with_grad: bool = False,
     min_tile: int = 32,
+    max_memory: Union[int, str, None] = None,
+    balance: bool = True,
 ) -> tuple[Tensor, Optional[Tensor]]:
     """Tiled inference returning full float32 CPU tensors ``(sr, grad)``.
 
@@ -329,7 +565,8 @@ def tiled_forward(
                 out["grad"] = torch.empty(b, grad.shape[1], h * s, w * s)
             out["grad"][..., y0:y1, :] = grad
 
-    run_tiles(model, lr, sink, scale=s, tile=tile, overlap=overlap, device=device, precision=precision, with_grad=with_grad, min_tile=min_tile)
+    run_tiles(model, lr, sink, scale=s, tile=tile, overlap=overlap, device=device, precision=precision, with_grad=with_grad,
+              min_tile=min_tile, max_memory=max_memory, balance=balance)
     sr, grad = out["sr"], out["grad"]
     if squeeze:
         sr = sr[0]

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..errors import BatchStopped, GradguideError, ImageReadError, NonFiniteError, TileOOMError
 from ..fileio import FATAL_WRITE_ERRNOS, one_line, os_reason
-from .tiling import InferenceError, DEFAULT_OVERLAP, DEFAULT_TILE, model_scale, resolve_device, resolve_dtype, run_tiles
+from .tiling import InferenceError, DEFAULT_OVERLAP, DEFAULT_TILE, model_scale, parse_memory, resolve_device, resolve_dtype, run_tiles
 
 __all__ = ["UpscaleResult", "upscale", "upscale_image", "resolve_model", "bicubic_band"]
 
@@ -106,12 +106,13 @@ def upscale_image(
     alpha: Optional[Tensor] = None,
     with_grad: bool = False,
     with_compare: bool = False,
-    tile: Optional[int] = DEFAULT_TILE,
+    tile: Union[int, str, None] = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
     device: Union[str, torch.device] = "cpu",
     precision: str = "fp32",
     on_tile: Optional[Callable[[int, int], None]] = None,
     on_retry: Optional[Callable[[int, BaseException], None]] = None,
+    max_memory: Union[int, str, None] = None,
 ) -> dict:
     """Upscale one ``(3, H, W)`` image in ``[0, 1]`` into quantised numpy arrays.
 
@@ -147,7 +148,7 @@ def upscale_image(
 
     used = run_tiles(
         model, rgb[None], sink, scale=scale, tile=tile, overlap=overlap, device=device,
-        precision=precision, with_grad=with_grad, on_tile=on_tile, on_retry=on_retry,
+        precision=precision, with_grad=with_grad, on_tile=on_tile, on_retry=on_retry, max_memory=max_memory,
     )
     if alpha is not None:
         from ..data.imresize import imresize
@@ -209,7 +210,7 @@ def upscale(
     out_dir: PathLike,
     *,
     scale: Optional[int] = None,
-    tile: Optional[int] = DEFAULT_TILE,
+    tile: Union[int, str, None] = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
     device: Union[str, torch.device] = "cpu",
     precision: str = "fp32",
@@ -220,6 +221,7 @@ def upscale(
     overwrite: bool = False,
     progress: bool = True,
     console=None,
+    max_memory: Union[int, str, None] = None,
 ) -> list[UpscaleResult]:
     """Upscale files, folders and globs into ``out_dir`` (the API behind ``gradguide upscale``).
 
@@ -230,7 +232,10 @@ def upscale(
             ``<stem>_compare.png``) go; created if needed.
         scale: the model's scale where the file cannot tell; refused if it contradicts it.
         tile, overlap: LR tile side and overlap (see :mod:`gradguide.infer.tiling`);
-            ``tile=None`` runs each image in one piece.
+            ``tile=None`` runs each image in one piece; ``"auto"`` (default) sizes the
+            tiles from ``max_memory`` and runs an image that fits in one piece.
+        max_memory: budget for ``tile="auto"`` (bytes or ``"3G"``; default: from the
+            free memory, :func:`gradguide.infer.tiling.default_memory_budget`).
         device: ``cpu``, ``cuda`` or ``mps``. precision: ``fp32``, ``fp16`` or ``bf16``.
         save_grad: write the gradient branch's map (models returning ``SROutput``).
         compare: write a side-by-side PNG (MATLAB bicubic | model).
@@ -257,6 +262,7 @@ def upscale(
     console = console or Console(stderr=True, soft_wrap=True)
     resolve_device(device)
     resolve_dtype(precision)
+    parse_memory(max_memory)  # a bad --max-memory fails before any file is read
     net = resolve_model(model, scale)
     check_scale(net, scale, model if not isinstance(model, nn.Module) else "the model")
     s = model_scale(net, scale)
@@ -312,7 +318,7 @@ def upscale(
                     r = upscale_image(
                         net, img.rgb, scale=s, bit_depth=img.bit_depth, grey=img.is_grey, alpha=img.alpha,
                         with_grad=save_grad, with_compare=compare, tile=tile, overlap=overlap, device=device,
-                        precision=precision, on_tile=on_tile, on_retry=on_retry,
+                        precision=precision, on_tile=on_tile, on_retry=on_retry, max_memory=max_memory,
                     )
                     res.size = (r["sr"].shape[0], r["sr"].shape[1])
                     res.tile = r["tile"]
