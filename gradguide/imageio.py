@@ -157,9 +157,11 @@ def read_image(path: PathLike, *, max_pixels: Optional[int] = None) -> ImageData
         if depth == 16:
             return _read_png16(p)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
             # we apply our own (configurable) limit; Pillow's own guard still raises
-            # DecompressionBombError above twice its limit, caught below
+            # DecompressionBombError above twice its limit, caught below. Pillow's other
+            # warnings are not shown: a truncated file becomes an error, the rest is noise
+            warnings.simplefilter("always")
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(p) as im:
                 _check_pixels(p, im.width, im.height, limit)
@@ -170,13 +172,16 @@ def read_image(path: PathLike, *, max_pixels: Optional[int] = None) -> ImageData
                 im.load()
                 im = _exif_upright(im)
                 arr = _pil_to_array(im, p)
+        truncated = [w for w in caught if "truncat" in str(w.message).lower()]
+        if truncated:
+            raise ImageReadError(f"{p}: corrupt or truncated image ({truncated[0].message})")
     except ImageReadError:
         raise
     except UnidentifiedImageError:
         raise ImageReadError(f"{p}: not an image file (format not recognised)") from None
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"{p}: refused as a possible decompression bomb ({_reason(exc)})") from None
-    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
+    except Exception as exc:  # a damaged file can make a decoder raise nearly anything
         raise ImageReadError(f"{p}: corrupt or truncated image ({_reason(exc)})") from None
     depth = 16 if arr.dtype == np.uint16 else 8
     return _from_array(arr, p, depth)
