@@ -22,6 +22,7 @@ import gradguide
 from gradguide.cli import main
 from gradguide.errors import BatchStopped, ImageReadError, InferenceError
 from gradguide.fileio import atomic_write as _REAL_ATOMIC_WRITE
+from gradguide.imageio import read_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -222,7 +223,7 @@ def test_exif_orientation_is_honoured(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # stored landscape, shown rotated 90 degrees clockwise (portrait)
     im.save(tmp_path / "p.jpg", exif=exif.tobytes(), quality=100)
-    img = gradguide.imageio.read_image(tmp_path / "p.jpg")
+    img = read_image(tmp_path / "p.jpg")
     assert img.size == (6, 4)  # portrait
     res = gradguide.upscale(TinySR(), [str(tmp_path / "p.jpg")], tmp_path / "out", progress=False)
     assert Image.open(res[0].output).size == (8, 12)  # (W, H): portrait
@@ -243,7 +244,7 @@ def test_animated_gif_and_other_files_in_a_folder_are_named(tmp_path, capsys):
     assert "skipped:" in err and "anim.gif" in err
     # named explicitly, an animated GIF is refused with the reason
     with pytest.raises(ImageReadError, match=r"anim\.gif: skipped, animated GIF \(2 frames\)"):
-        gradguide.imageio.read_image(d / "anim.gif")
+        read_image(d / "anim.gif")
 
 
 # 10. messages ----------------------------------------------------------------------
@@ -321,6 +322,16 @@ def test_symlink_loop_is_named_as_such(tmp_path):
     a.symlink_to(b)
     b.symlink_to(a)
     with pytest.raises(ImageReadError, match="symbolic link loop"):
-        gradguide.imageio.read_image(a)
+        read_image(a)
     with pytest.raises(gradguide.errors.CheckpointError, match="symbolic link loop"):
         gradguide.load(a)
+
+
+def test_scale_of_a_model_without_a_scale_attribute_is_named(tmp_path):
+    class Plain(torch.nn.Module):  # no .scale: the factor shows only in its output
+        def forward(self, x):
+            return torch.nn.functional.interpolate(x, scale_factor=4)
+
+    _png(tmp_path / "in" / "a.png")
+    with pytest.raises(InferenceError, match=r"--scale 3: the model is x4"):
+        gradguide.upscale(Plain(), [str(tmp_path / "in")], tmp_path / "out", scale=3, progress=False)
