@@ -95,7 +95,10 @@ def atomic_write(
     p = Path(path)
     if not overwrite and os.path.lexists(p):
         raise FileExistsError(errno.EEXIST, "File exists", str(p))
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
+    except OSError as exc:  # name the destination, not the hidden temporary file
+        raise type(exc)(exc.errno, exc.strerror or str(exc), str(p)) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), default_file_mode() if mode is None else mode)
@@ -116,11 +119,13 @@ def atomic_write(
                 os.replace(tmp, p)
             else:
                 os.unlink(tmp)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename in (None, tmp):
+            raise type(exc)(exc.errno, exc.strerror or str(exc), str(p)) from None  # name the destination
         raise
     if fsync:
         _fsync_dir(p.parent)

@@ -335,3 +335,19 @@ def test_scale_of_a_model_without_a_scale_attribute_is_named(tmp_path):
     _png(tmp_path / "in" / "a.png")
     with pytest.raises(InferenceError, match=r"--scale 3: the model is x4"):
         gradguide.upscale(Plain(), [str(tmp_path / "in")], tmp_path / "out", scale=3, progress=False)
+
+
+def test_write_errors_name_the_destination_not_the_temp_file(tmp_path, monkeypatch):
+    import gradguide.fileio as F
+
+    def full(fd, *a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(F.os, "fsync", full)
+    with pytest.raises(OSError) as ei:
+        F.atomic_write(tmp_path / "state.pt", lambda fh: fh.write(b"x"))
+    assert ei.value.filename == str(tmp_path / "state.pt") and ei.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []  # the temporary file is gone
+    from gradguide.cli import error_line
+
+    assert error_line(ei.value) == f"{tmp_path / 'state.pt'}: No space left on device"
