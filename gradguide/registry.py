@@ -151,6 +151,9 @@ class Architecture:
         scale_arg: the factory's keyword that carries the scale (``"scale"``, ``"upscale"``;
             ``None``: the factory takes no scale).
         layouts: the checkpoint layouts that convert to this architecture.
+        guided_from: ``(backbone, fusion)`` when this entry is the named form of a backbone
+            with a fusion (``spsr`` is ``("rrdbnet", "paper")``): recipes asking for that
+            pair build this entry, so checkpoints record its name.
     """
 
     name: str
@@ -163,6 +166,7 @@ class Architecture:
     class_names: tuple[str, ...] = ()
     scale_arg: Optional[str] = "scale"
     layouts: tuple[CheckpointLayout, ...] = field(default=())
+    guided_from: Optional[tuple[str, str]] = None
 
     def __post_init__(self) -> None:
         if self.scale_arg == "scale":  # the default: check the factory really calls it that

@@ -160,6 +160,7 @@ ARCHITECTURE = Architecture(
     description="the paper-exact SPSR generator (RRDBNet + gradient branch + HR fusion)",
     scales=(2, 3, 4, 8),
     scale_arg="scale",
+    guided_from=("rrdbnet", "paper"),
     layouts=(
         CheckpointLayout(
             "spsr-official", _convert_spsr_official, keys=("model.0.weight", "b_fea_conv.0.weight", "f_HR_conv1.0.weight"),

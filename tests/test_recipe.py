@@ -86,10 +86,11 @@ def test_types_are_checked():
     [
         ({"data": {"crop": 30}}, "data.crop"),
         ({"model": {"scale": 5}}, "model.scale"),
-        ({"model": {"arch": "rrdbnet"}, "loss": {"branch": 0.5}}, "loss.branch"),
+        ({"model": {"backbone": "rrdbnet", "guidance": "none"}, "loss": {"branch": 0.5}}, "loss.branch"),
         ({"train": {"amp": "fp8"}}, "train.amp"),
         ({"optim": {"milestones": [20, 10]}}, "optim.milestones"),
-        ({"model": {"arch": "wrap", "backbone": "nope"}}, "model.backbone"),
+        ({"model": {"backbone": "nope", "guidance": "lr"}}, "model.backbone"),
+        ({"model": {"guidance": "hr"}}, "model.guidance"),
         ({"val": {"metric": "lpips"}}, "val.metric"),
     ],
 )
@@ -173,7 +174,7 @@ def test_cli_empty_data_folder(capsys, tmp_path):
 
 def test_cli_misspelled_key_in_file(capsys, tmp_path):
     f = tmp_path / "mine.toml"
-    f.write_text('[model]\narch = "spsr"\n[loss]\ngradient_gann = 0.1\n')
+    f.write_text('[model]\nbackbone = "rrdbnet"\nguidance = "paper"\n[loss]\ngradient_gann = 0.1\n')
     code, _, err = _run(capsys, "train", str(f), "--data-hr", str(tmp_path))
     _one_line_error(code, err, "mine.toml", "loss.gradient_gann", "gradient_gan")
 
@@ -188,3 +189,30 @@ def test_cli_dry_run_prints_resolved_recipe(capsys, tmp_path):
     assert code == 0
     r = recipe_from_dict(tomllib.loads(out), "out").validate()
     assert r.train.batch_size == 2 and r.data.hr == str(tmp_path)
+
+
+def test_deprecated_model_keys_map_onto_backbone_and_guidance():
+    with pytest.warns(FutureWarning, match="model.arch is deprecated; use model.backbone"):
+        r = recipe_from_dict({"model": {"arch": "spsr", "nf": 16}}, "old.toml").validate()
+    assert (r.model.backbone, r.model.guidance, r.model.backbone_config) == ("rrdbnet", "paper", {"nf": 16})
+    with pytest.warns(FutureWarning, match="model.fusion is deprecated; use model.guidance"):
+        r = recipe_from_dict({"model": {"arch": "wrap", "backbone": "edsr", "fusion": "lr"}}, "old.toml").validate()
+    assert (r.model.backbone, r.model.guidance) == ("edsr", "lr")
+    with pytest.warns(FutureWarning, match="model.nb is deprecated"):
+        r2 = apply_overrides(resolve_recipe("quickstart"), ["model.arch=rrdbnet", "model.nb=2", "loss.branch=0"])
+    assert (r2.model.guidance, r2.model.backbone_config["nb"]) == ("none", 2)
+
+
+def test_loss_section_is_spsr_loss_signature():
+    import inspect
+
+    from gradguide.losses import SPSRLoss
+    from gradguide.train.recipe import LossConfig
+
+    params = inspect.signature(SPSRLoss.__init__).parameters
+    defaults = LossConfig()
+    for name in ("pixel", "perceptual", "gan", "gradient_pixel", "gradient_gan", "branch", "gradient_criterion", "eps"):
+        assert getattr(defaults, name) == params[name].default
+    with pytest.raises(RecipeError, match="loss.pixel_criterion must be one of 'l1', 'mse', 'charbonnier'"):
+        recipe_from_dict({"loss": {"pixel_criterion": "l3"}}, "x.toml")
+

@@ -37,7 +37,7 @@ class TinyDS(torch.utils.data.Dataset):
 
 def tiny_recipe(**sections):
     base = {
-        "model": {"arch": "spsr", "nf": 4, "nb": 2, "gc": 4, "scale": 2},
+        "model": {"backbone": "rrdbnet", "guidance": "paper", "backbone_config": {"nf": 4, "nb": 2, "gc": 4}, "scale": 2},
         "data": {"crop": 16},
         "train": {"iterations": 2, "batch_size": 2, "checkpoint_every": 1000},
         "optim": {"lr_g": 1e-3, "lr_d": 1e-3},

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 from ..errors import DataError, RecipeError
+from ..plugins import registries
+from ..wrap import wrap
 from .recipe import Recipe
 
 __all__ = [
@@ -29,41 +31,36 @@ __all__ = [
 
 
 def build_generator(recipe: Recipe) -> nn.Module:
-    """The generator the recipe asks for (``model.arch``); a scale the backbone cannot do
-    raises :class:`RecipeError` naming ``model.scale``."""
+    """The generator the recipe asks for: ``model.backbone`` built with ``backbone_config``
+    (``model.scale`` passed as the factory's own scale argument), guided as
+    ``model.guidance`` says. Where a registered architecture is the named form of that
+    pair (``spsr`` = ``rrdbnet`` + ``paper``), it is built instead, so checkpoints record
+    it. A scale the backbone cannot do raises :class:`RecipeError` naming ``model.scale``."""
     m = recipe.model
+    archs = registries().architectures
+    entry = archs.get(m.backbone)
+    if m.guidance != "none":
+        named = [e for _, e in archs.items() if e.guided_from == (m.backbone, m.guidance)]
+        entry = named[0] if named else entry
+    kwargs = dict(m.backbone_config)
+    params = inspect.signature(entry.factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = [k for k in kwargs if k not in params and not takes_any]
+    if unknown:
+        raise RecipeError(
+            f"{recipe.source}: model.backbone_config has {', '.join(map(repr, unknown))}, which backbone "
+            f"{m.backbone!r} does not take (it takes: {', '.join(params)})"
+        )
     try:
-        if m.arch == "spsr":
-            from ..spsr import create_spsr
-
-            G = create_spsr(nf=m.nf, nb=m.nb, gc=m.gc, scale=m.scale, in_nc=m.in_nc, out_nc=m.out_nc)
-        elif m.arch == "rrdbnet":
-            from gradguide_backbones.rrdb import RRDBNet
-
-            G = RRDBNet(in_nc=m.in_nc, out_nc=m.out_nc, nf=m.nf, nb=m.nb, gc=m.gc, scale=m.scale)
-        else:
-            from ..plugins import registries
-            from ..wrap import wrap
-
-            entry = registries().backbones.get(m.backbone)
-            kwargs = dict(m.backbone_config)
-            params = inspect.signature(entry.factory).parameters
-            if "scale" in params:
-                kwargs.setdefault("scale", m.scale)
-            takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-            unknown = [k for k in kwargs if k not in params and not takes_any]
-            if unknown:
-                raise RecipeError(
-                    f"{recipe.source}: model.backbone_config has {', '.join(map(repr, unknown))}, which backbone "
-                    f"{m.backbone!r} does not take (it takes: {', '.join(params)})"
-                )
-            G = wrap(entry.factory(**kwargs), fusion=m.fusion)
+        G = entry.build(kwargs, scale=m.scale)
+        if m.guidance != "none" and entry.is_backbone:
+            G = wrap(G, fusion=m.guidance)
     except ValueError as exc:
         if isinstance(exc, RecipeError):
             raise
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         key = "model.scale" if "scale" in msg else "model"
-        raise RecipeError(f"{recipe.source}: {key}={m.scale if key == 'model.scale' else m.arch}: {msg}") from None
+        raise RecipeError(f"{recipe.source}: {key}={m.scale if key == 'model.scale' else m.backbone}: {msg}") from None
     if int(getattr(G, "scale", m.scale)) != m.scale:
         raise RecipeError(f"{recipe.source}: model.scale={m.scale} but the built generator has scale {G.scale}")
     return G
@@ -89,6 +86,14 @@ def load_pretrained(G: nn.Module, path: str, *, strict: bool = False):
     return report
 
 
+def _image_channels(recipe: Recipe) -> int:
+    """The generator's output channels (the backbone's ``out_nc`` where it has one, else 3)."""
+    try:
+        return int(recipe.model.backbone_arg("out_nc"))
+    except AttributeError:
+        return 3
+
+
 def build_discriminators(recipe: Recipe) -> tuple[Optional[nn.Module], Optional[nn.Module]]:
     """``(D_I, D_GM)``; one whose adversarial weight is 0 is ``None``."""
     from ..discriminators import create_discriminator
@@ -98,9 +103,7 @@ def build_discriminators(recipe: Recipe) -> tuple[Optional[nn.Module], Optional[
     grad_size = crop + (2 if loss.gradient_padding == "official_loss" else 0)
 
     def make(name: str, size: int, key: str) -> nn.Module:
-        kwargs: dict = {"in_channels": recipe.model.out_nc, "nf": loss.discriminator_nf}
-        from ..plugins import registries
-
+        kwargs: dict = {"in_channels": _image_channels(recipe), "nf": loss.discriminator_nf}
         try:
             factory = registries().discriminators.get(name).factory
         except KeyError as exc:
@@ -118,25 +121,15 @@ def build_discriminators(recipe: Recipe) -> tuple[Optional[nn.Module], Optional[
 
 
 def build_loss(recipe: Recipe):
-    """:class:`gradguide.losses.SPSRLoss` with the recipe's weights. With
+    """:class:`gradguide.losses.SPSRLoss` from the recipe's ``[loss]`` (its own keyword
+    arguments; an empty ``vgg_weights`` is the torch hub cache). With
     ``loss.on_missing_vgg = "drop"`` missing VGG19 weights give a warning and no L_Per."""
     from ..losses import SPSRLoss
+    from .recipe import SPSR_LOSS_KEYS
 
-    l = recipe.loss
-    return SPSRLoss(
-        pixel=l.pixel,
-        perceptual=l.perceptual,
-        gan=l.gan,
-        gradient_pixel=l.gradient_pixel,
-        gradient_gan=l.gradient_gan,
-        branch=l.branch,
-        pixel_criterion=l.pixel_criterion,
-        gradient_criterion=l.gradient_criterion,
-        gradient_padding=l.gradient_padding,
-        perceptual_layer=l.perceptual_layer,
-        vgg_weights=l.vgg_weights or None,
-        on_missing_vgg=l.on_missing_vgg,
-    )
+    kwargs = {k: getattr(recipe.loss, k) for k in SPSR_LOSS_KEYS}
+    kwargs["vgg_weights"] = kwargs["vgg_weights"] or None
+    return SPSRLoss(**kwargs)
 
 
 @dataclass

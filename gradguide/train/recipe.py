@@ -16,14 +16,22 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
+import inspect
+import math
 import os
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Literal, Mapping, Optional, Sequence, Union
 
 from ..errors import RecipeError
+from ..losses import SPSRLoss
+from ..nn.fusion import FUSIONS
+from ..plugins import registries
+from ..registry import RecipeEntry
 
 try:  # Python 3.11+
     import tomllib as _toml
@@ -49,36 +57,100 @@ __all__ = [
     "builtin_recipes",
 ]
 
-ARCHS = ("spsr", "rrdbnet", "wrap")
-AMP_MODES = ("none", "bf16", "fp16")
-FUSIONS = ("paper", "lr")
-PIXEL_CRITERIA = ("l1", "mse", "charbonnier")
-METRIC_MODES = ("max", "min")
-VAL_METRICS = ("psnr_y", "ssim_y")
+#: ``model.guidance``: a fusion kind (:data:`gradguide.nn.fusion.FUSIONS`) or ``"none"``
+Guidance = Literal[(*FUSIONS, "none")]  # type: ignore[valid-type]
+#: ``train.amp``
+AmpMode = Literal["none", "bf16", "fp16"]
+#: ``data.source``
+DataSource = Literal["folder", "skimage"]
+#: ``val.metric`` / ``val.mode``
+ValMetric = Literal["psnr_y", "ssim_y"]
+MetricMode = Literal["max", "min"]
 
 
 @dataclass
 class ModelConfig:
-    """The generator.
+    """The generator: a registered backbone (``gradguide backbones``) and its guidance.
 
-    ``arch``: ``"spsr"`` (the paper-exact SPSR generator, :func:`gradguide.spsr.create_spsr`),
-    ``"rrdbnet"`` (plain ESRGAN RRDBNet, no gradient branch) or ``"wrap"`` (any registered
-    backbone wrapped with :func:`gradguide.wrap`). ``pretrained`` is a checkpoint whose
-    weights initialise the SR backbone (missing/unexpected keys are reported).
+    ``guidance``: ``"paper"`` (SPSR's HR fusion; with ``backbone = "rrdbnet"`` this is the
+    paper-exact SPSR generator, :func:`gradguide.spsr.create_spsr`), ``"lr"`` (the
+    efficient LR fusion) or ``"none"`` (the plain backbone, no gradient branch).
+    ``backbone_config`` holds the factory's keyword arguments; ``scale`` is passed as the
+    factory's own scale argument (``scale`` or ``upscale``). ``pretrained`` is a
+    checkpoint whose weights initialise the SR backbone (missing/unexpected keys are
+    reported).
+
+    The keys before the one architecture registry (``arch``, ``fusion``, ``nf``, ``nb``,
+    ``gc``, ``in_nc``, ``out_nc``) are still read, with a warning naming the new key
+    (:data:`DEPRECATED_MODEL_KEYS`); ``arch`` and ``nf``... remain readable as properties.
     """
 
-    arch: str = "spsr"
+    backbone: str = "rrdbnet"  # registry name
+    guidance: Guidance = "paper"
     scale: int = 4
-    nf: int = 64
-    nb: int = 23
-    gc: int = 32
-    in_nc: int = 3
-    out_nc: int = 3
-    backbone: str = "rrdbnet"  # registry name, for arch = "wrap"
     backbone_config: dict = field(default_factory=dict)  # keyword arguments of that backbone's factory
-    fusion: str = "paper"  # for arch = "wrap": "paper" | "lr"
     pretrained: str = ""  # path of a PSNR-oriented checkpoint loaded into the backbone
     pretrained_strict: bool = False  # refuse missing/unexpected keys instead of reporting them
+
+    @property
+    def arch(self) -> str:
+        """The pre-registry name of this generator: ``"spsr"``, ``"rrdbnet"`` or ``"wrap"``."""
+        if self.backbone == "rrdbnet" and self.guidance in ("paper", "none"):
+            return "spsr" if self.guidance == "paper" else "rrdbnet"
+        return "wrap"
+
+    @property
+    def fusion(self) -> str:
+        return self.guidance
+
+    def backbone_arg(self, name: str) -> Any:
+        """``backbone_config[name]``, else the backbone factory's default."""
+        if name in self.backbone_config:
+            return self.backbone_config[name]
+        archs = registries().architectures
+        if self.backbone in archs:
+            p = inspect.signature(archs.get(self.backbone).factory).parameters.get(name)
+            if p is not None and p.default is not inspect.Parameter.empty:
+                return p.default
+        raise AttributeError(f"backbone {self.backbone!r} has no argument {name!r}")
+
+    nf = property(lambda self: self.backbone_arg("nf"))
+    nb = property(lambda self: self.backbone_arg("nb"))
+    gc = property(lambda self: self.backbone_arg("gc"))
+    in_nc = property(lambda self: self.backbone_arg("in_nc"))
+    out_nc = property(lambda self: self.backbone_arg("out_nc"))
+
+
+#: pre-registry ``[model]`` keys: each maps onto ``backbone``/``guidance``/``backbone_config``
+DEPRECATED_MODEL_KEYS = {
+    "arch": "model.backbone + model.guidance",
+    "fusion": "model.guidance",
+    **{k: f"model.backbone_config.{k}" for k in ("nf", "nb", "gc", "in_nc", "out_nc")},
+}
+
+
+def _migrate_model(table: Mapping[str, Any], where: str) -> dict:
+    """A ``[model]`` table with the deprecated keys mapped onto the new ones (warning once
+    per key): ``arch = "spsr"`` -> ``rrdbnet`` + ``paper``, ``"rrdbnet"`` -> ``rrdbnet`` +
+    ``none``, ``"wrap"`` -> ``guidance = fusion``; ``nf``... -> ``backbone_config``."""
+    old = [k for k in table if k in DEPRECATED_MODEL_KEYS]
+    if not old:
+        return dict(table)
+    out = {k: v for k, v in table.items() if k not in DEPRECATED_MODEL_KEYS}
+    for k in old:
+        warnings.warn(f"{where}: model.{k} is deprecated; use {DEPRECATED_MODEL_KEYS[k]}", FutureWarning, stacklevel=3)
+    arch = table.get("arch")
+    if arch is not None and arch not in ("spsr", "rrdbnet", "wrap"):
+        raise RecipeError(f"{where}: model.arch is deprecated (use model.backbone and model.guidance); got {arch!r}")
+    if arch in ("spsr", "rrdbnet"):
+        out["backbone"] = "rrdbnet"
+        out["guidance"] = "paper" if arch == "spsr" else "none"
+    elif "fusion" in table:
+        out["guidance"] = table["fusion"]
+    sizes = {k: table[k] for k in ("nf", "nb", "gc", "in_nc", "out_nc") if k in table}
+    if sizes:
+        out["backbone_config"] = {**dict(out.get("backbone_config") or {}), **sizes}
+    return out
 
 
 @dataclass
@@ -86,7 +158,7 @@ class DataConfig:
     """Training and validation data. Paths are empty in shipped recipes: they come from the
     command line (``--data-hr``, ``--data-lr``, ``--val-hr``, ``--val-lr``)."""
 
-    source: str = "folder"  # "folder" | "skimage" (scikit-image's bundled photos, for the demo)
+    source: DataSource = "folder"  # scikit-image's bundled photos with "skimage" (for the demo)
     hr: str = ""
     lr: str = ""  # optional: paired LR folder; empty = bicubic (MATLAB imresize) from HR
     val_hr: str = ""
@@ -103,7 +175,7 @@ class TrainConfig:
     batch_size: int = 16  # global: split across DDP processes
     warmup_iters: int = 0  # only the fusion (GuidedSR.warmup_modules()) trains for this many iterations
     ema: float = 0.0  # EMA decay of G; 0 disables
-    amp: str = "none"  # "none" | "bf16" | "fp16"
+    amp: AmpMode = "none"
     channels_last: bool = False
     compile: bool = False
     nan_patience: int = 10  # stop after this many non-finite steps in a row
@@ -129,33 +201,46 @@ class OptimConfig:
     gamma: float = 0.5
 
 
-@dataclass
-class LossConfig:
-    """Weights of Eq. 10 (:class:`gradguide.losses.SPSRLoss`). A weight of 0 disables the
-    term, and a discriminator whose adversarial weight is 0 is not built."""
+def _loss_fields() -> list[tuple[str, Any, Any]]:
+    """``[loss]`` fields read from :class:`~gradguide.losses.SPSRLoss`'s own signature
+    (its keyword arguments, types and defaults: stated once, there), then the two
+    discriminators. A path argument (``vgg_weights``) is a string, empty for ``None``; the
+    extra terms (``terms``) a table; a ready module (``feature_extractor``) is not a key."""
+    hints = typing.get_type_hints(SPSRLoss.__init__)
+    out: list[tuple[str, Any, Any]] = []
+    for name, p in inspect.signature(SPSRLoss.__init__).parameters.items():
+        if p.kind is not inspect.Parameter.KEYWORD_ONLY or name == "feature_extractor":
+            continue
+        tp, default = hints[name], p.default
+        if name == "terms":
+            out.append((name, dict, field(default_factory=dict)))
+        elif typing.get_origin(tp) in (Union, types.UnionType):
+            out.append((name, str, field(default="" if default is None else str(default))))
+        else:
+            out.append((name, tp, field(default=default)))
+    return out + [
+        ("discriminator", str, field(default="vgg128")),  # D_I
+        ("gradient_discriminator", str, field(default="vgg128")),  # D_GM
+        ("discriminator_nf", int, field(default=64)),  # base width of both discriminators
+    ]
 
-    perceptual: float = 1.0  # L_Per (VGG19 conv5_4 before ReLU, L1)
-    pixel: float = 0.01  # beta_I  (image-space pixel loss)
-    gan: float = 0.005  # gamma_I (RaGAN on the image, D_I)
-    gradient_pixel: float = 0.01  # beta_GM (pixel loss on M(SR))
-    gradient_gan: float = 0.005  # gamma_GM (RaGAN on M(SR), D_GM)
-    branch: float = 0.5  # beta_GB (gradient-branch output vs M(HR))
-    pixel_criterion: str = "l1"  # "l1" | "mse" | "charbonnier"
-    gradient_criterion: str = "l1"  # the official code uses "mse"
-    gradient_padding: str = "zeros"  # padding of M in the gradient terms
-    perceptual_layer: str = "conv5_4"
-    vgg_weights: str = ""  # VGG19 weights file; empty = the torch hub cache
-    on_missing_vgg: str = "error"  # "error" | "drop" (warn and train without L_Per)
-    discriminator: str = "vgg128"  # D_I
-    gradient_discriminator: str = "vgg128"  # D_GM
-    discriminator_nf: int = 64  # base width of both discriminators
+
+#: the :class:`~gradguide.losses.SPSRLoss` keyword arguments that ``[loss]`` holds
+SPSR_LOSS_KEYS: tuple[str, ...] = tuple(n for n, _, _ in _loss_fields()[:-3])
+
+LossConfig = dataclasses.make_dataclass("LossConfig", _loss_fields())
+LossConfig.__module__ = __name__
+LossConfig.__doc__ = """The objective: :class:`gradguide.losses.SPSRLoss`'s keyword arguments (Eq. 10
+weights, criteria, paddings, VGG19 layer and file, extra terms as ``[loss.terms]``),
+with its defaults, plus the discriminators. A weight of 0 disables the term, and a
+discriminator whose adversarial weight is 0 is not built."""
 
 
 @dataclass
 class ValConfig:
     every: int = 5000  # 0 disables validation
-    metric: str = "psnr_y"  # save-best metric
-    mode: str = "max"  # "max" | "min"
+    metric: ValMetric = "psnr_y"  # save-best metric
+    mode: MetricMode = "max"
     max_images: int = 0  # 0 = all
 
 
@@ -187,31 +272,16 @@ class Recipe:
         def bad(key: str, why: str) -> RecipeError:
             return RecipeError(f"{src}: {key} {why}")
 
+        _check_enums(self)
         _check_numbers(self, bad)
-        if m.arch not in ARCHS:
-            raise bad("model.arch", f"must be one of {', '.join(ARCHS)}, got {m.arch!r}")
-        if m.fusion not in FUSIONS:
-            raise bad("model.fusion", f"must be one of {', '.join(FUSIONS)}, got {m.fusion!r}")
         if m.scale < 1:
             raise bad("model.scale", f"must be >= 1, got {m.scale}")
-        for k in ("nf", "nb", "gc", "in_nc", "out_nc"):
-            if getattr(m, k) < 1:
-                raise bad(f"model.{k}", f"must be >= 1, got {getattr(m, k)}")
-        from ..plugins import registries
-
         backbones = registries().backbones
-        bb_name = m.backbone if m.arch == "wrap" else "rrdbnet"
-        if bb_name in backbones:
-            scales = backbones.get(bb_name).scales
-            if scales and m.scale not in scales:
-                raise bad("model.scale", f"{m.scale} is not supported by backbone {bb_name!r} (supported: {', '.join(map(str, scales))})")
-        elif m.arch == "wrap":
+        if m.backbone not in backbones:
             raise bad("model.backbone", f"{m.backbone!r} is not a registered backbone ({', '.join(backbones.names()) or 'none'})")
-        elif m.scale & (m.scale - 1):
-            # the RRDB trunk upsamples by repeated x2 (nearest + conv)
-            raise bad("model.scale", f"{m.scale} is not supported by {m.arch} (needs a power of two)")
-        if d.source not in ("folder", "skimage"):
-            raise bad("data.source", f"must be 'folder' or 'skimage', got {d.source!r}")
+        scales = backbones.get(m.backbone).scales
+        if scales and m.scale not in scales:
+            raise bad("model.scale", f"{m.scale} is not supported by backbone {m.backbone!r} (supported: {', '.join(map(str, scales))})")
         if d.crop < m.scale or d.crop % m.scale:
             raise bad("data.crop", f"{d.crop} must be a positive multiple of model.scale={m.scale}")
         if d.workers < 0:
@@ -222,12 +292,10 @@ class Recipe:
             raise bad("train.batch_size", f"must be >= 1, got {t.batch_size}")
         if t.warmup_iters < 0:
             raise bad("train.warmup_iters", "must be >= 0")
-        if t.warmup_iters and m.arch == "rrdbnet":
-            raise bad("train.warmup_iters", "needs a gradient branch (model.arch 'spsr' or 'wrap'); rrdbnet has no fusion block")
+        if t.warmup_iters and not self.uses_gradient_branch:
+            raise bad("train.warmup_iters", "needs a gradient branch (model.guidance 'paper' or 'lr'); guidance 'none' has no fusion block")
         if not 0.0 <= t.ema < 1.0:
             raise bad("train.ema", f"must be in [0, 1), got {t.ema}")
-        if t.amp not in AMP_MODES:
-            raise bad("train.amp", f"must be one of {', '.join(AMP_MODES)}, got {t.amp!r}")
         if t.nan_patience < 1:
             raise bad("train.nan_patience", "must be >= 1")
         if t.time_limit_s < 0:
@@ -260,27 +328,33 @@ class Recipe:
             raise bad("val.max_images", f"must be >= 0, got {v.max_images}")
         if self.log.every < 1:
             raise bad("log.every", f"must be >= 1, got {self.log.every}")
-        for k in ("perceptual", "pixel", "gan", "gradient_pixel", "gradient_gan", "branch"):
-            if getattr(l, k) < 0:
-                raise bad(f"loss.{k}", f"must be >= 0, got {getattr(l, k)}")
-        for k in ("pixel_criterion", "gradient_criterion"):
-            if getattr(l, k) not in PIXEL_CRITERIA:
-                raise bad(f"loss.{k}", f"must be one of {', '.join(PIXEL_CRITERIA)}, got {getattr(l, k)!r}")
-        if l.on_missing_vgg not in ("error", "drop"):
-            raise bad("loss.on_missing_vgg", f"must be 'error' or 'drop', got {l.on_missing_vgg!r}")
-        if m.arch == "rrdbnet" and l.branch > 0:
-            raise bad("loss.branch", "must be 0 for model.arch 'rrdbnet' (no gradient branch)")
-        if v.metric not in VAL_METRICS:
-            raise bad("val.metric", f"must be one of {', '.join(VAL_METRICS)}, got {v.metric!r}")
-        if v.mode not in METRIC_MODES:
-            raise bad("val.mode", f"must be 'max' or 'min', got {v.mode!r}")
+        weights = {f: getattr(l, f) for f in SPSR_LOSS_KEYS if typing.get_type_hints(LossConfig)[f] is float}
+        weights.update({f"terms.{k}": (w.get("weight", 1.0) if isinstance(w, dict) else w) for k, w in l.terms.items()})
+        for k, w in weights.items():
+            if not isinstance(w, (int, float)) or isinstance(w, bool) or w < 0:
+                raise bad(f"loss.{k}", f"must be >= 0, got {w!r}")
+        losses = registries().losses
+        for k in l.terms:
+            if k not in losses or not losses.get(k).term:
+                known = ", ".join(n for n, e in losses.items() if e.term) or "none registered"
+                raise bad(f"loss.terms.{k}", f"is not a registered loss term ({known})")
+        if not self.uses_gradient_branch and l.branch > 0:
+            raise bad("loss.branch", "must be 0 for model.guidance 'none' (no gradient branch)")
         if v.every < 0:
             raise bad("val.every", "must be >= 0")
         return self
 
     @property
     def uses_gradient_branch(self) -> bool:
-        return self.model.arch in ("spsr", "wrap")
+        return self.model.guidance != "none"
+
+
+def _check_enums(recipe: "Recipe") -> None:
+    """Every ``Literal``-typed field holds one of its values (the type is the one list)."""
+    for section, cls in _SECTIONS.items():
+        for name, tp in _field_types(cls).items():
+            if typing.get_origin(tp) is Literal:
+                _check_type(getattr(getattr(recipe, section), name), tp, f"{recipe.source}: {section}.{name}")
 
 
 def _check_numbers(recipe: "Recipe", bad) -> None:
@@ -289,8 +363,6 @@ def _check_numbers(recipe: "Recipe", bad) -> None:
     ``model.backbone_config`` is free-form (the backbone factory's keyword arguments), so
     its values are checked against the factory's defaults: a parameter whose default is a
     positive integer (a width, a depth, a count) must be a positive integer."""
-    import math
-
     def walk(value: Any, key: str) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             raise bad(key, f"must be a finite number, got {value}")
@@ -307,11 +379,7 @@ def _check_numbers(recipe: "Recipe", bad) -> None:
     cfg = recipe.model.backbone_config
     if not cfg:
         return
-    import inspect
-
-    from ..plugins import registries
-
-    name = recipe.model.backbone if recipe.model.arch == "wrap" else "rrdbnet"
+    name = recipe.model.backbone
     backbones = registries().backbones
     if name not in backbones:
         return
@@ -365,6 +433,11 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
         if value is None:
             return None
         return _check_type(value, args[0], where)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value in allowed and type(value) is type(allowed[0]):
+            return value
+        raise RecipeError(f"{where} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -402,6 +475,8 @@ def recipe_from_dict(data: dict, source: str = "<dict>") -> Recipe:
         table = data.get(section, {})
         if not isinstance(table, dict):
             raise RecipeError(f"{source}: [{section}] must be a table, got {type(table).__name__}")
+        if section == "model":
+            table = _migrate_model(table, source)
         ftypes = _field_types(cls)
         vals = {}
         for key, value in table.items():
@@ -433,12 +508,14 @@ def load_recipe(path: Union[str, os.PathLike, Any], *, validate: bool = True) ->
 
 def _coerce(text: str, tp: Any, where: str) -> Any:
     """Coerce a ``--set`` value: TOML syntax first (``8``, ``1e-4``, ``[1,2]``, ``true``,
-    ``"x"``), else the bare string for string fields."""
+    ``"x"``), else the bare string for string fields (``Literal`` ones included)."""
     try:
         value = _toml.loads(f"v = {text}")["v"]
     except _toml.TOMLDecodeError:
         if tp is str:
             return text
+        if typing.get_origin(tp) is Literal:
+            return _check_type(text.strip(), tp, where)
         low = text.strip().lower()
         if tp is bool and low in ("yes", "no", "on", "off", "1", "0"):
             return low in ("yes", "on", "1")
@@ -464,6 +541,12 @@ def apply_overrides(recipe: Recipe, overrides: Sequence[str], *, validate: bool 
             raise RecipeError(f"--set {path}: unknown section {parts[0]!r}{_suggest(parts[0], list(_SECTIONS))}")
         section, key = parts[0], parts[1]
         ftypes = _field_types(_SECTIONS[section])
+        if section == "model" and key in DEPRECATED_MODEL_KEYS and len(parts) == 2:
+            value = _coerce(text, str if key in ("arch", "fusion") else int, f"--set {path}")
+            migrated = _migrate_model({key: value, "backbone_config": dict(out.model.backbone_config)}, f"--set {path}")
+            for k, v in migrated.items():
+                setattr(out.model, k, v)
+            continue
         if key not in ftypes:
             raise RecipeError(f"--set {path}: unknown key '{section}.{key}'{_suggest(key, list(ftypes))}")
         obj = getattr(out, section)
@@ -483,8 +566,6 @@ def apply_overrides(recipe: Recipe, overrides: Sequence[str], *, validate: bool 
 
 def list_recipes() -> list[str]:
     """Names of the registered recipes (shipped ones and plugins')."""
-    from ..plugins import registries
-
     return registries().recipes.names()
 
 
@@ -496,8 +577,6 @@ def resolve_recipe(name_or_file: Union[str, os.PathLike], *, validate: bool = Tr
         if not p.is_file():
             raise RecipeError(f"{text}: recipe file not found")
         return load_recipe(p, validate=validate)
-    from ..plugins import registries
-
     recipes = registries().recipes
     if text not in recipes:
         raise RecipeError(f"recipe {text!r} is not registered{_suggest(text, recipes.names())}; pass a .toml path or see `gradguide recipes`")
@@ -514,17 +593,23 @@ def recipe_to_dict(recipe: Recipe) -> dict:
     return d
 
 
+def _toml_key(k: Any) -> str:
+    """A bare key where TOML allows one, else a quoted key (``"a.b"`` stays one key)."""
+    k = str(k)
+    return k if k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k) else _toml_value(k)
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, str):  # a TOML basic string: JSON's escapes are TOML's, plus DEL
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
@@ -542,8 +627,6 @@ def recipe_to_toml(recipe: Recipe) -> str:
 def builtin_recipes() -> list:
     """:class:`gradguide.registry.RecipeEntry` for every TOML shipped in ``gradguide.recipes``."""
     from importlib import resources
-
-    from ..registry import RecipeEntry
 
     out = []
     for res in sorted(resources.files("gradguide.recipes").iterdir(), key=lambda r: r.name):

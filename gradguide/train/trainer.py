@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, DataError, RecipeError, TrainingStopped
-from ..types import SROutput
+from ..types import as_output
 from . import dist as gdist
 from .build import (
     Optimizers,
@@ -80,17 +80,6 @@ class TrainResult:
     saved_iteration: Optional[int] = None  # the iteration of the last checkpoint written
 
 
-def as_output(out: Any) -> SROutput:
-    """A plain backbone returns a tensor; treat it as ``SROutput(sr, None, None)``."""
-    if isinstance(out, SROutput):
-        return out
-    if isinstance(out, torch.Tensor):
-        return SROutput(out, None, None)
-    if isinstance(out, tuple) and len(out) == 3:
-        return SROutput(*out)
-    raise TypeError(f"generator returned {type(out).__name__}; expected a Tensor or SROutput")
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -113,8 +102,10 @@ class _LossDisplay:
         self.text = ""
 
     def update(self, terms: dict) -> None:
-        keep = ("total", "pixel", "perceptual", "gan", "gradient_pixel", "gradient_gan", "branch", "d_image", "d_grad")
-        self.text = " ".join(f"{k}={terms[k]:.4g}" for k in keep if k in terms)
+        """``total`` first, then every loss term in the order the objective reports them
+        (a new term shows up by itself); the discriminators' mean logits are left out."""
+        keys = ["total", *(k for k in terms if k not in ("total", "d_total") and not k.endswith(("_real", "_fake")))]
+        self.text = " ".join(f"{k}={terms[k]:.4g}" for k in keys if k in terms)
 
 
 class Trainer:
