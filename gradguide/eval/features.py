@@ -30,6 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..ops import gradient_map
+from .niqe import niqe_y
+from .pixels import crop_border
+
 __all__ = [
     "ImageFeatures",
     "PAIR_METRICS",
@@ -75,8 +79,6 @@ def filter_valid(x: Tensor, g: Tensor) -> Tensor:
 
 
 def _crop(x: Tensor, crop: int) -> Tensor:
-    from .metrics import crop_border
-
     return crop_border(x, crop)
 
 
@@ -156,8 +158,6 @@ class ImageFeatures:
     @cached_property
     def gradient(self) -> Tensor:
         """SPSR gradient map ``M(I)`` of RGB in ``[0, 1]`` (zero padding, no eps), cropped."""
-        from ..ops import gradient_map
-
         return _crop(gradient_map(self.rgb / 255.0, padding="zeros", eps=0.0), self.crop)
 
 
@@ -220,8 +220,6 @@ def gradient_l1(sr: ImageFeatures, hr: ImageFeatures) -> Tensor:
 
 @nr_metric("NIQE")
 def niqe(img: ImageFeatures) -> Tensor:
-    from .niqe import niqe_y
-
     y = img.y.detach().cpu()
     return torch.tensor([niqe_y(y[i, 0]) for i in range(img.batch)], dtype=torch.float64)
 

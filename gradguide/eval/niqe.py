@@ -185,7 +185,7 @@ def niqe(img: Tensor, *, crop: int = 0) -> Tensor:
     Returns:
         ``(B,)`` float64.
     """
-    from .metrics import crop_border, quantize, rgb_to_y
+    from .pixels import crop_border, quantize, rgb_to_y
 
     if img.ndim == 3:
         img = img[None]
