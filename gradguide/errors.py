@@ -18,6 +18,7 @@ __all__ = [
     "LPIPSWeightsMissing",
     "EvalError",
     "InferenceError",
+    "DeviceError",
     "TileOOMError",
     "TrainingStopped",
     "NonFiniteError",
@@ -71,6 +72,10 @@ class EvalError(GradguideError, ValueError):
 
 class InferenceError(GradguideError, ValueError):
     """An inference argument or model output is invalid."""
+
+
+class DeviceError(InferenceError):
+    """A device that is not available on this machine, or not a device."""
 
 
 class TileOOMError(GradguideError, RuntimeError):

@@ -34,6 +34,9 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "DEFAULT_MAX_PIXELS",
     "to_uint8",
+    "to_uint8_hwc",
+    "ImageHeader",
+    "read_header",
 ]
 
 #: file name extensions ``list_images`` keeps (lower case)
@@ -82,6 +85,64 @@ def _png_header(path: Path) -> Optional[tuple[int, int, int, int]]:
         raise ImageReadError(f"{path}: corrupt PNG (missing IHDR header)")
     w, h, depth, ctype = struct.unpack(">IIBB", head[16:26])
     return w, h, depth, ctype
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What a file's header says, without decoding its pixels.
+
+    Attributes:
+        size: ``(H, W)`` as :func:`read_image` returns the image (EXIF orientation applied).
+        bit_depth: 8 or 16 (bits per channel of the file).
+        format: Pillow's format name (``"PNG"``, ``"JPEG"``...).
+    """
+
+    size: tuple[int, int]
+    bit_depth: int
+    format: str
+
+
+def read_header(path: PathLike, *, max_pixels: Optional[int] = None, verify: bool = False) -> ImageHeader:
+    """The one image-header reader: size, bit depth and format from the file header.
+
+    With ``verify`` a PNG's chunk checksums are checked too (no decompression), which
+    catches most corruption. Raises :class:`ImageReadError` (one line naming the file) for
+    a missing, non-image, corrupt or over-the-limit file, as :func:`read_image` does.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
+    check_input_file(p, ImageReadError)
+    try:
+        png = _png_header(p)
+    except OSError as exc:
+        raise ImageReadError(f"{p}: cannot read ({_reason(exc)})") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                w, h, mode, fmt = im.width, im.height, im.mode, im.format
+                _check_pixels(p, w, h, limit)
+                try:
+                    orientation = im.getexif().get(0x0112, 1)
+                except Exception:  # unreadable EXIF: read_image uses the pixels as stored
+                    orientation = 1
+            if verify and fmt == "PNG":
+                with Image.open(p) as im:  # verify() must come straight after open()
+                    im.verify()
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{p}: not an image file (format not recognised)") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{p}: refused as a possible decompression bomb ({_reason(exc)})") from None
+    except Exception as exc:  # a damaged file can make a decoder raise nearly anything
+        raise ImageReadError(f"{p}: corrupt or truncated image ({_reason(exc)})") from None
+    depth = 16 if (png is not None and png[2] == 16) or mode.startswith("I;16") or mode == "I" else 8
+    if orientation in (5, 6, 7, 8):  # transposed by read_image
+        w, h = h, w
+    return ImageHeader((h, w), depth, fmt or "")
 
 
 def _check_pixels(path: Path, w: int, h: int, max_pixels: int) -> None:
@@ -229,8 +290,18 @@ def _pil_to_array(im, path: Path) -> np.ndarray:
 
 
 def to_uint8(x: Tensor) -> Tensor:
-    """``[0, 1]`` float -> uint8 with round-half-up and clipping (MATLAB ``im2uint8``)."""
-    return torch.floor(x.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
+    """``[0, 1]`` float -> uint8 with round-half-up and clipping (MATLAB ``im2uint8``): the
+    one uint8 conversion (float64 input is rounded in float64)."""
+    x = x.detach()
+    x = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    return torch.floor(x.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
+
+
+def to_uint8_hwc(x: Tensor) -> np.ndarray:
+    """``(C, H, W)`` in ``[0, 1]`` (C = 1 or 3) -> ``(H, W, 3)`` uint8 array (:func:`to_uint8`)."""
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    return to_uint8(x).permute(1, 2, 0).cpu().numpy()
 
 
 def _to_hwc(rgb: Tensor, alpha: Optional[Tensor], grey: bool, bit_depth: int) -> np.ndarray:

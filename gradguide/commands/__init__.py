@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-AUTO_DEVICE = "auto"
+from ..devices import AUTO as AUTO_DEVICE
+from ..devices import resolve_device
 
 
 def add_device_args(p: argparse.ArgumentParser) -> None:
@@ -13,11 +14,10 @@ def add_device_args(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_device_arg(device: str | None) -> str:
-    """``auto`` (the default) -> ``cuda`` when a CUDA device is present, else ``cpu``."""
+    """``auto`` (the default) -> ``cuda`` when a CUDA device is present, else ``cpu``
+    (:func:`gradguide.devices.resolve_device`); other names are checked where they are used."""
     if device in (None, "", AUTO_DEVICE):
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return str(resolve_device(device))
     return device
 
 

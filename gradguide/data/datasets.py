@@ -37,6 +37,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..errors import DataError, ImageReadError
+from ..imageio import read_header
 from . import transforms as T
 
 __all__ = [
@@ -75,36 +76,10 @@ class ImageRecord:
 
 
 def _header(path: Path) -> tuple[tuple[int, int], int]:
-    """``((H, W), bit_depth)`` from the file header; raises ``ImageReadError``."""
-    from PIL import Image, UnidentifiedImageError
-
-    from ..imageio import DEFAULT_MAX_PIXELS
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                w, h = im.size
-                mode = im.mode
-                fmt = im.format
-                if fmt == "PNG":
-                    # checks every chunk's CRC without decompressing: catches most corruption
-                    im.verify()
-    except UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image file (format not recognised)") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"{path}: refused as a possible decompression bomb ({exc})") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageReadError(f"{path}: corrupt or truncated image ({type(exc).__name__}: {exc})") from None
-    if w * h > DEFAULT_MAX_PIXELS:
-        raise ImageReadError(f"{path}: refused, {w}x{h} pixels exceeds the limit of {DEFAULT_MAX_PIXELS}")
-    depth = 16 if (mode.startswith("I;16") or mode == "I") else 8
-    if fmt == "PNG":
-        with open(path, "rb") as fh:
-            head = fh.read(25)
-        if len(head) >= 25:
-            depth = 16 if head[24] == 16 else depth
-    return (h, w), depth
+    """``((H, W), bit_depth)`` from the file header (:func:`gradguide.imageio.read_header`,
+    PNG checksums verified); raises ``ImageReadError``."""
+    h = read_header(path, verify=True)
+    return h.size, h.bit_depth
 
 
 def _array_to_rgb(image: Any, name: str) -> tuple[Tensor, int]:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import DataError, GradguideError, ImageReadError
+from ..imageio import to_uint8_hwc
 from .protocol import METRICS, NO_REFERENCE, EvalError, Protocol
 
 __all__ = ["ImageScores", "DatasetResult", "EvalReport", "evaluate", "find_pairs", "bicubic_lr", "BICUBIC"]
@@ -114,9 +115,7 @@ def find_pairs(folder: PathLike, scale: int) -> tuple[list[Path], dict[str, Path
     return files, {}
 
 
-def _u8(x: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float [0,1] -> (H, W, 3) uint8, round half up."""
-    return torch.floor(x.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+_u8 = to_uint8_hwc  # (3, H, W) float [0, 1] -> (H, W, 3) uint8, round half up
 
 
 def _t(a: np.ndarray) -> torch.Tensor:

@@ -36,6 +36,7 @@ from typing import Callable, Iterator, Optional, Protocol, Union
 import torch
 from torch import Tensor, nn
 
+from ..devices import resolve_device
 from ..errors import InferenceError, TileOOMError
 from ..types import SROutput
 
@@ -83,18 +84,6 @@ def split_output(out: Union[Tensor, SROutput, tuple]) -> tuple[Tensor, Optional[
         grad = out[1] if len(out) > 1 and isinstance(out[1], Tensor) else None
         return out[0], grad
     raise TypeError(f"model output must be a Tensor or SROutput(sr, grad, lr_grad), got {type(out).__name__}")
-
-
-def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
-    """``cpu``, ``cuda[:n]`` or ``mps``; refuses a device that is not available."""
-    d = torch.device(device or "cpu")
-    if d.type == "cuda" and not torch.cuda.is_available():
-        raise InferenceError(f"--device {device}: CUDA is not available on this machine")
-    if d.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise InferenceError(f"--device {device}: MPS is not available on this machine")
-    if d.type not in ("cpu", "cuda", "mps"):
-        raise InferenceError(f"--device {device}: must be cpu, cuda or mps")
-    return d
 
 
 def resolve_dtype(precision: Union[str, torch.dtype]) -> torch.dtype:

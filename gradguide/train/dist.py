@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Optional
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "destroy", "is_main", "barrier", "all_reduce_grads", "broadcast_buffers", "any_true", "resolve_device"]
+__all__ = ["DistInfo", "init_distributed", "destroy", "is_main", "barrier", "all_reduce_grads", "broadcast_buffers", "any_true"]
 
 
 @dataclass(frozen=True)
@@ -32,19 +32,6 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` is CUDA (this process's local rank) when available, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(name)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"--device {name}: CUDA is not available")
-        if dev.index is None:
-            dev = torch.device("cuda", local_rank)
-    return dev
 
 
 def init_distributed(device: torch.device, backend: Optional[str] = None) -> DistInfo:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..devices import resolve_device
 from ..errors import CheckpointError, DataError, RecipeError, TrainingStopped
 from ..types import as_output
 from . import dist as gdist
@@ -144,7 +145,7 @@ class Trainer:
         t = recipe.train
         if t.deterministic:  # must be set before the CUDA context exists
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        self.device = gdist.resolve_device(t.device, int(os.environ.get("LOCAL_RANK", "0")))
+        self.device = resolve_device(t.device, local_rank=int(os.environ.get("LOCAL_RANK", "0")), what="train.device")
         self.dist = gdist.init_distributed(self.device)
         self.is_main = self.dist.is_main
         self._prev_deterministic = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
