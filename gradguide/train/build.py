@@ -26,6 +26,8 @@ __all__ = [
     "build_optimizers",
     "build_train_dataset",
     "build_val_dataset",
+    "build_degradation",
+    "with_degradation_keys",
     "Optimizers",
 ]
 
@@ -195,17 +197,41 @@ def build_optimizers(recipe: Recipe, G: nn.Module, d_i: Optional[nn.Module], d_g
 
 def build_train_dataset(recipe: Recipe):
     """The training dataset: HR folder (LR by MATLAB bicubic), paired folders, or the
-    scikit-image photos (``data.source = "skimage"``)."""
+    scikit-image photos (``data.source = "skimage"``). With ``degradation.enabled`` its
+    items also carry their degradation key (:func:`with_degradation_keys`)."""
     from ..data import datasets as ds
 
     d, scale = recipe.data, recipe.model.scale
     if d.source == "skimage":
-        return ds.skimage_dataset("train", scale, crop=d.crop, augment=d.augment, seed=d.seed)
-    if not d.hr:
+        out = ds.skimage_dataset("train", scale, crop=d.crop, augment=d.augment, seed=d.seed)
+    elif not d.hr:
         raise DataError(f"{recipe.source}: no training data: pass --data-hr DIR (or set data.hr)")
-    if d.lr:
-        return ds.PairedFolderDataset(d.lr, d.hr, scale, crop=d.crop, augment=d.augment, seed=d.seed)
-    return ds.HRFolderDataset(d.hr, scale, crop=d.crop, augment=d.augment, seed=d.seed)
+    elif d.lr:
+        out = ds.PairedFolderDataset(d.lr, d.hr, scale, crop=d.crop, augment=d.augment, seed=d.seed)
+    else:
+        out = ds.HRFolderDataset(d.hr, scale, crop=d.crop, augment=d.augment, seed=d.seed)
+    return with_degradation_keys(recipe, out)
+
+
+def with_degradation_keys(recipe: Recipe, dataset):
+    """With ``degradation.enabled``: ``dataset`` wrapped in
+    :class:`~gradguide.data.degrade.KeyedItems` (items ``(lr, hr, key)``, key from
+    ``(data.seed, epoch, index)``), so the trainer makes the LR on the device; else as is."""
+    if not recipe.degradation.enabled:
+        return dataset
+    from ..data.degrade import KeyedItems
+
+    return KeyedItems(dataset, seed=recipe.data.seed)
+
+
+def build_degradation(recipe: Recipe):
+    """The on-device :class:`~gradguide.data.degrade.Degradation` (``[degradation]``), or
+    ``None`` when ``degradation.enabled`` is off."""
+    if not recipe.degradation.enabled:
+        return None
+    from ..data.degrade import Degradation
+
+    return Degradation(recipe.degradation, recipe.model.scale)
 
 
 def build_val_dataset(recipe: Recipe):

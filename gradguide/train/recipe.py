@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, Sequence, Union
 
+from ..data.degrade import DegradationConfig
 from ..errors import RecipeError
 from ..losses import SPSRLoss
 from ..nn.fusion import FUSIONS
@@ -262,6 +263,7 @@ class Recipe:
     loss: LossConfig = field(default_factory=LossConfig)
     val: ValConfig = field(default_factory=ValConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)  # Real-ESRGAN's OTF pipeline (docs/real-world.md)
     source: str = field(default="<dict>", compare=False)  # the file it came from (not a TOML key)
 
     def validate(self) -> "Recipe":
@@ -338,6 +340,12 @@ class Recipe:
             if k not in losses or not losses.get(k).term:
                 known = ", ".join(n for n, e in losses.items() if e.term) or "none registered"
                 raise bad(f"loss.terms.{k}", f"is not a registered loss term ({known})")
+            if weights[f"terms.{k}"] > 0 and getattr(losses.get(k).factory, "uses_ema", False) and t.ema <= 0:
+                raise bad(f"loss.terms.{k}", f"compares G with its EMA copy: set train.ema > 0 (e.g. 0.999), got {t.ema}")
+        for key, why in self.degradation.problems():
+            raise bad(f"degradation.{key}", why)
+        if self.degradation.enabled and d.lr:
+            raise bad("degradation.enabled", "makes the LR from the HR on the fly; it cannot be used with a paired data.lr folder")
         if not self.uses_gradient_branch and l.branch > 0:
             raise bad("loss.branch", "must be 0 for model.guidance 'none' (no gradient branch)")
         if v.every < 0:
@@ -411,6 +419,7 @@ _SECTIONS: dict[str, type] = {
     "loss": LossConfig,
     "val": ValConfig,
     "log": LogConfig,
+    "degradation": DegradationConfig,
 }
 _TOP_KEYS = ("name", "description", *_SECTIONS)
 
