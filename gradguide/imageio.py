@@ -14,10 +14,11 @@ from __future__ import annotations
 import glob
 import os
 import struct
+import contextlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -109,28 +110,48 @@ def read_header(path: PathLike, *, max_pixels: Optional[int] = None, verify: boo
     catches most corruption. Raises :class:`ImageReadError` (one line naming the file) for
     a missing, non-image, corrupt or over-the-limit file, as :func:`read_image` does.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     p = Path(path)
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
+    png = _checked_png_header(p, limit)
+    with _decoder_errors(p), warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(p) as im:
+            w, h, mode, fmt = im.width, im.height, im.mode, im.format
+            _check_pixels(p, w, h, limit)
+            try:
+                orientation = im.getexif().get(0x0112, 1)
+            except Exception:  # unreadable EXIF: read_image uses the pixels as stored
+                orientation = 1
+        if verify and fmt == "PNG":
+            with Image.open(p) as im:  # verify() must come straight after open()
+                im.verify()
+    depth = 16 if (png is not None and png[2] == 16) or mode.startswith("I;16") or mode == "I" else 8
+    if orientation in (5, 6, 7, 8):  # transposed by read_image
+        w, h = h, w
+    return ImageHeader((h, w), depth, fmt or "")
+
+
+def _checked_png_header(p: Path, limit: int) -> Optional[tuple[int, int, int, int]]:
+    """The file exists and is readable; a PNG's IHDR is within the pixel limit."""
     check_input_file(p, ImageReadError)
     try:
         png = _png_header(p)
     except OSError as exc:
         raise ImageReadError(f"{p}: cannot read ({_reason(exc)})") from None
+    if png is not None:
+        _check_pixels(p, png[0], png[1], limit)
+    return png
+
+
+@contextlib.contextmanager
+def _decoder_errors(p: Path) -> Iterator[None]:
+    """Whatever Pillow raises while reading ``p``, as one :class:`ImageReadError` line."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
-                w, h, mode, fmt = im.width, im.height, im.mode, im.format
-                _check_pixels(p, w, h, limit)
-                try:
-                    orientation = im.getexif().get(0x0112, 1)
-                except Exception:  # unreadable EXIF: read_image uses the pixels as stored
-                    orientation = 1
-            if verify and fmt == "PNG":
-                with Image.open(p) as im:  # verify() must come straight after open()
-                    im.verify()
+        yield
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -139,10 +160,6 @@ def read_header(path: PathLike, *, max_pixels: Optional[int] = None, verify: boo
         raise ImageReadError(f"{p}: refused as a possible decompression bomb ({_reason(exc)})") from None
     except Exception as exc:  # a damaged file can make a decoder raise nearly anything
         raise ImageReadError(f"{p}: corrupt or truncated image ({_reason(exc)})") from None
-    depth = 16 if (png is not None and png[2] == 16) or mode.startswith("I;16") or mode == "I" else 8
-    if orientation in (5, 6, 7, 8):  # transposed by read_image
-        w, h = h, w
-    return ImageHeader((h, w), depth, fmt or "")
 
 
 def _check_pixels(path: Path, w: int, h: int, max_pixels: int) -> None:
@@ -203,21 +220,14 @@ def read_image(path: PathLike, *, max_pixels: Optional[int] = None) -> ImageData
         ImageReadError: missing, unreadable, non-image, corrupt or truncated file, or an
             image over the pixel limit. The message is one line naming the file.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     p = Path(path)
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
-    check_input_file(p, ImageReadError)
-    try:
-        png = _png_header(p)
-    except OSError as exc:
-        raise ImageReadError(f"{p}: cannot read ({_reason(exc)})") from None
-    if png is not None:
-        w, h, depth, ctype = png
-        _check_pixels(p, w, h, limit)
-        if depth == 16:
-            return _read_png16(p)
-    try:
+    png = _checked_png_header(p, limit)
+    if png is not None and png[2] == 16:
+        return _read_png16(p)
+    with _decoder_errors(p):
         with warnings.catch_warnings(record=True) as caught:
             # we apply our own (configurable) limit; Pillow's own guard still raises
             # DecompressionBombError above twice its limit, caught below. Pillow's other
@@ -236,14 +246,6 @@ def read_image(path: PathLike, *, max_pixels: Optional[int] = None) -> ImageData
         truncated = [w for w in caught if "truncat" in str(w.message).lower()]
         if truncated:
             raise ImageReadError(f"{p}: corrupt or truncated image ({truncated[0].message})")
-    except ImageReadError:
-        raise
-    except UnidentifiedImageError:
-        raise ImageReadError(f"{p}: not an image file (format not recognised)") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"{p}: refused as a possible decompression bomb ({_reason(exc)})") from None
-    except Exception as exc:  # a damaged file can make a decoder raise nearly anything
-        raise ImageReadError(f"{p}: corrupt or truncated image ({_reason(exc)})") from None
     depth = 16 if arr.dtype == np.uint16 else 8
     return _from_array(arr, p, depth)
 
