@@ -115,8 +115,19 @@ def train_arm(args, work: Path, arm: str, recipe: str, train_dir: Path) -> Path:
         argv.append("--resume")
     t0 = time.time()
     _cli(argv)
-    done.write_text(json.dumps({"recipe": recipe, "seconds_last_session": time.time() - t0, "overrides": sets}, indent=1))
+    it = iterations_done(run)
+    info = {"recipe": recipe, "iterations": it, "seconds_last_session": time.time() - t0, "overrides": sets}
+    (run / "session.json").write_text(json.dumps(info, indent=1))
+    if it >= args.iterations:  # a time-limited session leaves the arm to be continued by the next call
+        done.write_text(json.dumps(info, indent=1))
     return run
+
+
+def iterations_done(run: Path) -> int:
+    from gradguide.train.state import load_state_file
+
+    state = run / "state.pt"
+    return int(load_state_file(state)["iteration"]) if state.is_file() else 0
 
 
 def evaluate(args, work: Path, runs: dict[str, Path], sets: list[Path]) -> dict:
@@ -140,7 +151,10 @@ def evaluate(args, work: Path, runs: dict[str, Path], sets: list[Path]) -> dict:
 def report(results: dict, args, runs: dict[str, Path]) -> str:
     lines = [BEGIN, "## Real-world study (issue 12): Real-ESRGAN vs gradient-guided, equal budget", ""]
     lines.append(f"Written by `python bench/realworld_study.py {' '.join(sys.argv[1:])}`. "
-                 f"Each arm: {args.iterations} iterations, batch {args.batch}, HR crop {args.crop}, seed {args.seed}, "
+                 f"Each arm: up to {args.iterations} iterations"
+                 + (f" or {args.time_limit_s:g} s of training per session" if args.time_limit_s else "")
+                 + f" (reached: {', '.join(f'{a} {iterations_done(r)}' for a, r in runs.items())}), "
+                 f"batch {args.batch}, HR crop {args.crop}, seed {args.seed}, "
                  "OTF Real-ESRGAN degradations on SunHays80; tests degraded once with the same pipeline (seed "
                  f"{args.seed}). Perceptual term {'on' if args.perceptual else 'off (no VGG19 weights)'} in every arm. "
                  "EMA weights evaluated.")
@@ -193,7 +207,7 @@ def main(argv=None) -> int:
         args.iterations, args.batch, args.crop, args.checkpoint_every = 2, 2, 32, 1
         args.max_train_images = args.max_train_images or 2
         args.max_test_images = args.max_test_images or 1
-        args.test_crop = args.test_crop or 96
+        args.test_crop = args.test_crop or 208  # NIQE needs two 96x96 blocks after the border crop
         if args.work == str(REPO / "runs" / "realworld"):
             args.work = str(REPO / "runs" / "realworld_quick")
     work = Path(args.work)
