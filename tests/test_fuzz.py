@@ -46,6 +46,7 @@ FUZZ = settings(
     max_examples=N or 60,
     deadline=None,
     database=None,
+    derandomize=bool(os.environ.get("CI")),  # CI: the same cases every run; locally: new ones each time
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
 )
 
