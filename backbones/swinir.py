@@ -14,7 +14,6 @@ as in the reference implementation. RSTBs work on ``(B, C, H, W)`` tensors, so e
 """
 from __future__ import annotations
 
-import re
 from typing import Optional, Sequence
 
 import torch

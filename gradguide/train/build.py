@@ -6,7 +6,6 @@ ready objects on the CPU (the trainer moves them); nothing here picks a device.
 from __future__ import annotations
 
 import inspect
-import warnings
 from dataclasses import dataclass
 from typing import Optional
 

@@ -25,7 +25,7 @@ import typing
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Literal, Mapping, Sequence, Union
 
 from ..data.degrade import DegradationConfig
 from ..errors import RecipeError

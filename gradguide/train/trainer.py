@@ -16,6 +16,12 @@ Distributed: G is wrapped in DDP (rebuilt when the warm-up ends, because the set
 trained parameters changes); the discriminators see two forwards per step (real, fake)
 so their gradients are averaged explicitly in one flat all-reduce, and their buffers
 (BatchNorm statistics) broadcast from rank 0. Only rank 0 writes files.
+
+The loop is short; three collaborators do the rest, each in its own module:
+:class:`~gradguide.train.checkpointing.Checkpointer` (the run folder: state, generator
+files, recipe), :class:`~gradguide.train.best.BestModel` (best validation value and
+``G_best``) and :class:`~gradguide.train.reporting.Reporter` (progress bar, console,
+TensorBoard).
 """
 from __future__ import annotations
 
@@ -23,7 +29,6 @@ import math
 import os
 import random
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -32,10 +37,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checkpoints import save as save_model
 from ..devices import resolve_device
 from ..errors import CheckpointError, DataError, RecipeError, TrainingStopped
+from ..eval.metrics import psnr_y, ssim_y
 from ..types import as_output
 from . import dist as gdist
+from .best import BestModel
 from .build import (
     Optimizers,
     build_discriminators,
@@ -46,25 +54,13 @@ from .build import (
     build_val_dataset,
     load_pretrained,
 )
-from .recipe import Recipe, recipe_to_dict, recipe_to_toml
+from .checkpointing import G_BEST, G_EMA_LATEST, G_LATEST, RECIPE_FILE, STATE_FILE, Checkpointer
+from .recipe import Recipe, recipe_to_dict
+from .reporting import Reporter
 from .sampler import EpochIndexed, ResumableBatchSampler
-from .state import (
-    STATE_VERSION,
-    atomic_torch_save,
-    capture_rng_state,
-    clean_stale_files,
-    load_state_with_fallback,
-    restore_rng_state,
-    state_exists,
-)
+from .state import STATE_VERSION, capture_rng_state, restore_rng_state
 
-__all__ = ["Trainer", "TrainResult", "TrainingStopped", "train", "STATE_FILE"]
-
-STATE_FILE = "state.pt"
-G_LATEST = "G_latest.safetensors"
-G_EMA_LATEST = "G_ema_latest.safetensors"
-G_BEST = "G_best.safetensors"
-RECIPE_FILE = "recipe.toml"
+__all__ = ["Trainer", "TrainResult", "TrainingStopped", "train", "STATE_FILE", "G_LATEST", "G_EMA_LATEST", "G_BEST", "RECIPE_FILE"]
 
 
 @dataclass
@@ -96,17 +92,6 @@ def _set_deterministic(on: bool, device: torch.device) -> None:
         torch.backends.cudnn.deterministic = True
     else:
         torch.backends.cudnn.benchmark = device.type == "cuda"
-
-
-class _LossDisplay:
-    def __init__(self) -> None:
-        self.text = ""
-
-    def update(self, terms: dict) -> None:
-        """``total`` first, then every loss term in the order the objective reports them
-        (a new term shows up by itself); the discriminators' mean logits are left out."""
-        keys = ["total", *(k for k in terms if k not in ("total", "d_total") and not k.endswith(("_real", "_fake")))]
-        self.text = " ".join(f"{k}={terms[k]:.4g}" for k in keys if k in terms)
 
 
 class Trainer:
@@ -148,13 +133,15 @@ class Trainer:
         self.device = resolve_device(t.device, local_rank=int(os.environ.get("LOCAL_RANK", "0")), what="train.device")
         self.dist = gdist.init_distributed(self.device)
         self.is_main = self.dist.is_main
+        self.reporter = Reporter(
+            self.console, enabled=self.is_main, progress=recipe.log.progress, tensorboard=recipe.log.tensorboard,
+            log_dir=self.out_dir / "tb",
+        )
+        self.checkpoints = Checkpointer(self.out_dir, is_main=self.is_main, say=self._say)
+        self.best_model = BestModel(recipe.val.metric, recipe.val.mode, self.out_dir / G_BEST, save_model, source=recipe.source)
         self._prev_deterministic = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
         _set_deterministic(t.deterministic, self.device)
-        state_path = self.out_dir / STATE_FILE
-        if resume and not state_exists(state_path):
-            raise CheckpointError(f"--resume: no training state at {state_path}")
-        if not resume and state_exists(state_path):
-            raise CheckpointError(f"{state_path} exists: pass --resume to continue that run, or choose another --out")
+        self.checkpoints.check_start(resume)
         # data first: a missing or empty folder fails before any model is built
         ds = train_dataset if train_dataset is not None else build_train_dataset(recipe)
         if len(ds) == 0:
@@ -212,20 +199,26 @@ class Trainer:
         self.iteration = 0
         self.skipped_steps = 0
         self.bad_streak = 0
-        self.best: Optional[dict] = None
         self.last_val: Optional[dict] = None
-        self.last_good_iteration: Optional[int] = None
         self.history: list = []
         if resume:
-            self._load_state(state_path)
+            self._load_state()
         self._phase: Optional[bool] = None
         self.G_train: nn.Module = self.G
-        self._writer = None
 
     # ------------------------------------------------------------------ helpers
     def _say(self, msg: str) -> None:
-        if self.is_main:
-            self.console.print(msg, highlight=False, markup=False, soft_wrap=True)
+        self.reporter.say(msg)
+
+    @property
+    def best(self) -> Optional[dict]:
+        """The best validation value so far (``{"metric", "value", "iteration"}``)."""
+        return self.best_model.best
+
+    @property
+    def last_good_iteration(self) -> Optional[int]:
+        """The iteration of the last checkpoint written or resumed from."""
+        return self.checkpoints.last_good_iteration
 
     @property
     def in_warmup(self) -> bool:
@@ -285,8 +278,8 @@ class Trainer:
             "history": list(self.history),
         }
 
-    def _load_state(self, path: Path) -> None:
-        state, path = load_state_with_fallback(path, map_location=self.device, say=self._say)
+    def _load_state(self) -> None:
+        state, path = self.checkpoints.load(map_location=self.device)
         saved_model = state["recipe"].get("model", {})
         now_model = recipe_to_dict(self.recipe)["model"]
         diff = [k for k in now_model if k != "pretrained" and saved_model.get(k) != now_model[k]]
@@ -310,9 +303,9 @@ class Trainer:
             raise CheckpointError(f"{path}: cannot resume: {str(exc).splitlines()[0]}") from None
         self.iteration = int(state["iteration"])
         self.skipped_steps = int(state["skipped_steps"])
-        self.best = state["best"]
+        self.best_model.best = state["best"]
         self.history = list(state.get("history") or [])
-        self.last_good_iteration = self.iteration
+        self.checkpoints.last_good_iteration = self.iteration
         rng = state["rng"]
         per_rank = state.get("rng_ranks")
         if per_rank and len(per_rank) == self.dist.world_size:
@@ -322,24 +315,17 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """Write ``state.pt`` and ``G_latest.safetensors`` (rank 0), atomically."""
-        from ..checkpoints import save as save_model
-
         rng_ranks = None
         if self.dist.enabled:
             import torch.distributed as dist
 
             rng_ranks = [None] * self.dist.world_size
             dist.all_gather_object(rng_ranks, capture_rng_state())
-        if self.is_main:
-            state = self.state_dict()
-            if rng_ranks is not None:
-                state["rng_ranks"] = rng_ranks
-            atomic_torch_save(state, self.out_dir / STATE_FILE, keep_previous=True)
-            meta = {"iteration": str(self.iteration), "recipe": self.recipe.name}
-            save_model(self.G, self.out_dir / G_LATEST, metadata=meta)
-            if self.ema is not None:
-                save_model(self.ema.module, self.out_dir / G_EMA_LATEST, metadata={**meta, "ema": str(self.recipe.train.ema)})
-            self.last_good_iteration = self.iteration
+        state = self.state_dict() if self.is_main else {}
+        if rng_ranks is not None:
+            state["rng_ranks"] = rng_ranks
+        ema = self.ema.module if self.ema is not None else None
+        self.checkpoints.save(state, self.G, ema, iteration=self.iteration, recipe=self.recipe)
         gdist.barrier(self.dist)
 
     # ------------------------------------------------------------------ validation
@@ -352,8 +338,6 @@ class Trainer:
         """Y-channel PSNR/SSIM (border crop = scale) over the validation set (rank 0)."""
         if self.val_dataset is None:
             return None
-        from ..eval.metrics import psnr_y, ssim_y
-
         model = self.eval_model()
         was = model.training
         model.eval()
@@ -373,19 +357,6 @@ class Trainer:
         finally:
             model.train(was)
         return {"psnr_y": sum(psnrs) / n, "ssim_y": sum(ssims) / n, "images": n, "iteration": self.iteration}
-
-    def _maybe_best(self, metrics: dict) -> bool:
-        from ..checkpoints import save as save_model
-
-        v = self.recipe.val
-        if v.metric not in metrics:
-            raise RecipeError(f"{self.recipe.source}: val.metric {v.metric!r} is not computed (have: {', '.join(k for k in metrics if k not in ('images', 'iteration'))})")
-        value = metrics[v.metric]
-        better = self.best is None or (value > self.best["value"] if v.mode == "max" else value < self.best["value"])
-        if better:
-            self.best = {"metric": v.metric, "value": value, "iteration": self.iteration}
-            save_model(self.eval_model(), self.out_dir / G_BEST, metadata={"iteration": str(self.iteration), v.metric: f"{value:.6f}"})
-        return better
 
     # ------------------------------------------------------------------ one step
     def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> tuple[bool, dict]:
@@ -432,96 +403,30 @@ class Trainer:
         return d_ok, terms
 
     # ------------------------------------------------------------------ loop
-    def _open_writer(self):
-        if not (self.is_main and self.recipe.log.tensorboard):
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except Exception:  # tensorboard not installed
-            return None
-        return SummaryWriter(log_dir=str(self.out_dir / "tb"), purge_step=self.iteration or None)
-
     def fit(self) -> TrainResult:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        t, v = self.recipe.train, self.recipe.val
-        if self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            clean_stale_files(self.out_dir)  # temporary files a killed write left behind
-            (self.out_dir / RECIPE_FILE).write_text(recipe_to_toml(self.recipe), encoding="utf-8")
+        """Run to ``train.iterations`` (or a stop: time limit, SIGINT/SIGTERM, too many
+        non-finite steps); returns a :class:`TrainResult`."""
+        t = self.recipe.train
+        self.checkpoints.prepare(self.recipe)
         gdist.barrier(self.dist)
-        self._writer = self._open_writer()
-        display = _LossDisplay()
         start_it = self.iteration
         t0 = time.perf_counter()
-        progress = Progress(
-            TextColumn("[bold]train[/bold]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[speed]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[losses]}"),
-            console=self.console,
-            disable=not (self.is_main and self.recipe.log.progress and self.console.is_terminal),
-            transient=False,
-        )
         data = iter(self.loader)
         stopped: Optional[str] = None
         signals = _StopSignals()
-        try:
-            with progress, signals:
-                task = progress.add_task("train", total=t.iterations, completed=self.iteration, speed="", losses="")
-                while self.iteration < t.iterations:
-                    self._set_phase(self.in_warmup)
-                    lr, hr = next(data)[:2]
-                    ok, terms = self.train_step(lr, hr)
-                    self.sampler.advance()
-                    self.opt.step_schedulers()
-                    self.iteration += 1
-                    if ok:
-                        self.bad_streak = 0
-                    else:
-                        self.skipped_steps += 1
-                        self.bad_streak += 1
-                        self._say(f"iteration {self.iteration}: non-finite loss, step skipped ({self.bad_streak} in a row)")
-                        if self.bad_streak >= t.nan_patience:
-                            last = self.last_good_iteration
-                            where = f"{self.out_dir / STATE_FILE} (iteration {last})" if last is not None else "none was written"
-                            raise TrainingStopped(
-                                f"training stopped at iteration {self.iteration}: {self.bad_streak} non-finite steps in a row "
-                                f"(train.nan_patience={t.nan_patience}); last good checkpoint: {where}"
-                            )
-                    done = self.iteration - start_it
-                    speed = done / max(time.perf_counter() - t0, 1e-9)
-                    display.update(terms)
-                    progress.update(task, completed=self.iteration, speed=f"{speed:.2f} it/s", losses=display.text)
-                    if self.iteration % self.recipe.log.every == 0 or self.iteration == t.iterations:
-                        self._log(terms)
-                    if v.every and (self.iteration % v.every == 0 or self.iteration == t.iterations):
-                        self._run_validation()
-                    if self.bad_streak == 0 and (self.iteration % t.checkpoint_every == 0 or self.iteration == t.iterations):
-                        self.save_checkpoint()
-                    for cb in self.callbacks:
-                        cb(self)
-                    if gdist.any_true(signals.received is not None, self.dist, self.device) and self.iteration < t.iterations:
-                        # SIGINT/SIGTERM: a checkpoint at this step boundary, then stop
-                        if self.bad_streak == 0 and self.last_good_iteration != self.iteration:
-                            self.save_checkpoint()
-                        stopped = signals.received or "SIGTERM"
-                        break
-                    if t.time_limit_s and self.iteration < t.iterations:
-                        over = time.perf_counter() - t0 > t.time_limit_s
-                        if gdist.any_true(over, self.dist, self.device):
-                            if self.bad_streak == 0 and self.last_good_iteration != self.iteration:
-                                self.save_checkpoint()
-                            stopped = "time limit"
-                            self._say(f"time limit ({t.time_limit_s:g} s) reached at iteration {self.iteration}; --resume continues")
-                            break
-        finally:
-            if self._writer is not None:
-                self._writer.close()
+        with self.reporter.run(self.iteration, t.iterations), signals:
+            while self.iteration < t.iterations:
+                self._set_phase(self.in_warmup)
+                ok, terms = self.train_step(*next(data)[:2])
+                self.sampler.advance()
+                self.opt.step_schedulers()
+                self.iteration += 1
+                self._count(ok)
+                self.reporter.step(self.iteration, terms, (self.iteration - start_it) / max(time.perf_counter() - t0, 1e-9))
+                self._after_step(terms)
+                stopped = self._stop_reason(signals, t0)
+                if stopped:
+                    break
         return TrainResult(
             iteration=self.iteration,
             out_dir=self.out_dir,
@@ -535,33 +440,63 @@ class Trainer:
             saved_iteration=self.last_good_iteration,
         )
 
-    def _log(self, terms: dict) -> None:
-        if not self.is_main:
+    def _count(self, ok: bool) -> None:
+        """Count a skipped (non-finite) step; too many in a row stop training."""
+        t = self.recipe.train
+        if ok:
+            self.bad_streak = 0
             return
-        lr_g = self.opt.g.param_groups[0]["lr"]
-        if self._writer is not None:
-            for k, val in terms.items():
-                self._writer.add_scalar(f"loss/{k}", val, self.iteration)
-            self._writer.add_scalar("lr/G", lr_g, self.iteration)
-            self._writer.add_scalar("train/skipped_steps", self.skipped_steps, self.iteration)
-        if not self.recipe.log.progress or not self.console.is_terminal:
-            self._say(f"it {self.iteration}/{self.recipe.train.iterations} lr {lr_g:.3g} " + " ".join(f"{k}={x:.4g}" for k, x in terms.items()))
+        self.skipped_steps += 1
+        self.bad_streak += 1
+        self._say(f"iteration {self.iteration}: non-finite loss, step skipped ({self.bad_streak} in a row)")
+        if self.bad_streak >= t.nan_patience:
+            last = self.last_good_iteration
+            where = f"{self.out_dir / STATE_FILE} (iteration {last})" if last is not None else "none was written"
+            raise TrainingStopped(
+                f"training stopped at iteration {self.iteration}: {self.bad_streak} non-finite steps in a row "
+                f"(train.nan_patience={t.nan_patience}); last good checkpoint: {where}"
+            )
+
+    def _after_step(self, terms: dict) -> None:
+        """Logging, validation, checkpoint and callbacks, each on its own schedule."""
+        t, v, it = self.recipe.train, self.recipe.val, self.iteration
+        last = it == t.iterations
+        if it % self.recipe.log.every == 0 or last:
+            self.reporter.log(it, t.iterations, terms, self.opt.g.param_groups[0]["lr"], self.skipped_steps)
+        if v.every and (it % v.every == 0 or last):
+            self._run_validation()
+        if self.bad_streak == 0 and (it % t.checkpoint_every == 0 or last):
+            self.save_checkpoint()
+        for cb in self.callbacks:
+            cb(self)
+
+    def _stop_reason(self, signals: "_StopSignals", t0: float) -> Optional[str]:
+        """SIGINT/SIGTERM or the time limit: a checkpoint at this step boundary, then the
+        reason to stop (``None``: go on)."""
+        t = self.recipe.train
+        if self.iteration >= t.iterations:
+            return None
+        reason = None
+        if gdist.any_true(signals.received is not None, self.dist, self.device):
+            reason = signals.received or "SIGTERM"
+        elif t.time_limit_s and gdist.any_true(time.perf_counter() - t0 > t.time_limit_s, self.dist, self.device):
+            reason = "time limit"
+        if reason is None:
+            return None
+        if self.bad_streak == 0 and self.last_good_iteration != self.iteration:
+            self.save_checkpoint()
+        if reason == "time limit":
+            self._say(f"time limit ({t.time_limit_s:g} s) reached at iteration {self.iteration}; --resume continues")
+        return reason
 
     def _run_validation(self) -> None:
-        metrics = None
         if self.is_main:
             metrics = self.validate()
             if metrics is not None:
                 self.last_val = metrics
-                improved = self._maybe_best(metrics)
+                improved = self.best_model.update(metrics, self.iteration, self.eval_model())
                 self.history.append({k: float(x) for k, x in metrics.items()})
-                if self._writer is not None:
-                    for k in ("psnr_y", "ssim_y"):
-                        self._writer.add_scalar(f"val/{k}", metrics[k], self.iteration)
-                self._say(
-                    f"val @ {self.iteration}: PSNR-Y {metrics['psnr_y']:.3f} dB, SSIM-Y {metrics['ssim_y']:.4f}"
-                    + (" (best)" if improved else "")
-                )
+                self.reporter.validation(self.iteration, metrics, improved)
         gdist.barrier(self.dist)
 
     def close(self) -> None:
