@@ -432,6 +432,11 @@ def list_images(
                         found[q] = None
                     else:
                         other(q)
+                elif skipped is not None and q.is_symlink() and not q.exists():  # dangling, or a loop
+                    try:
+                        check_input_file(q, ImageReadError)
+                    except ImageReadError as exc:
+                        skipped.append((q, f"{exc}; skipped"))
         elif p.is_file():
             found[p] = None
         elif glob.has_magic(s):

@@ -351,3 +351,15 @@ def test_write_errors_name_the_destination_not_the_temp_file(tmp_path, monkeypat
     from gradguide.cli import error_line
 
     assert error_line(ei.value) == f"{tmp_path / 'state.pt'}: No space left on device"
+
+
+def test_broken_links_in_a_folder_are_named(tmp_path):
+    d = tmp_path / "in"
+    _png(d / "ok.png")
+    (d / "loop.png").symlink_to(d / "loop.png")
+    (d / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    res = gradguide.upscale(TinySR(), [str(d)], tmp_path / "out", progress=False)
+    by = {r.input.name: r for r in res}
+    assert by["ok.png"].written
+    assert "symbolic link loop" in by["loop.png"].error
+    assert "broken symbolic link" in by["gone.png"].error
