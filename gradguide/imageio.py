@@ -239,7 +239,7 @@ def read_image(path: PathLike, *, max_pixels: Optional[int] = None) -> ImageData
                 frames = int(getattr(im, "n_frames", 1) or 1)
                 if frames > 1:
                     kind = "animated" if getattr(im, "is_animated", False) and im.format in ("GIF", "PNG", "WEBP") else "multi-frame"
-                    raise ImageReadError(f"{p}: skipped, {kind} {im.format} ({frames} frames) is not supported")
+                    raise ImageReadError(f"{p}: {kind} {im.format} ({frames} frames) is not supported")
                 im.load()
                 im = _exif_upright(im)
                 arr = _pil_to_array(im, p)
@@ -419,7 +419,7 @@ def list_images(
     def other(q: Path) -> None:
         if skipped is not None and not q.name.startswith("."):
             kind = q.suffix.lower() or "without an extension"
-            skipped.append((q, f"{q}: skipped, unsupported file type ({kind}; reads {', '.join(IMAGE_EXTENSIONS)})"))
+            skipped.append((q, f"{q}: unsupported file type ({kind}; reads {', '.join(IMAGE_EXTENSIONS)})"))
 
     for item in inputs:
         s = os.fspath(item)
@@ -436,7 +436,7 @@ def list_images(
                     try:
                         check_input_file(q, ImageReadError)
                     except ImageReadError as exc:
-                        skipped.append((q, f"{exc}; skipped"))
+                        skipped.append((q, str(exc)))
         elif p.is_file():
             found[p] = None
         elif glob.has_magic(s):

@@ -301,7 +301,7 @@ def upscale(
             existing = next((t for t in targets.values() if os.path.lexists(t)), None)
             try:
                 if clash is not None:
-                    skip(res, f"{f}: skipped, its output {clash} would overwrite an input file (choose another -o or a --suffix)")
+                    skip(res, f"{f}: its output {clash} would overwrite an input file (choose another -o or a --suffix)")
                 elif existing is not None and not overwrite:
                     res.exists = existing
                     console.print(f"[cyan]exists:[/cyan] {_escape(str(existing))} (kept; --overwrite replaces it)", highlight=False)
