@@ -1,7 +1,9 @@
-"""The core's imports point one way: no import cycle among gradguide modules (module-level
-and function-level imports alike, so no lazy import can hide one), and the core never
-imports the built-in plugin package ``gradguide_backbones``."""
+"""The core's imports point one way: down the layers docs/architecture.md lists, with no
+import cycle among gradguide modules (module-level and function-level imports alike, so
+no lazy import can hide one), and the core never imports the built-in plugin package
+``gradguide_backbones``."""
 import ast
+import re
 from pathlib import Path
 
 import gradguide
@@ -101,6 +103,32 @@ def test_the_core_never_imports_the_builtin_plugin_package():
     assert not bad, bad
 
 
+def _doc_layers() -> dict[str, int]:
+    """First component of a gradguide module name -> its layer, from docs/architecture.md."""
+    text = (ROOT.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text.split("## Layers", 1)[1].split("\n## ", 1)[0]
+    layers: dict[str, int] = {}
+    for m in re.finditer(r"^(\d+)\. (.*?)(?=^\d+\. |\Z)", section, flags=re.S | re.M):
+        for token in re.findall(r"`([\w/]+(?:\.py|/))`", m.group(2)):
+            layers.setdefault(token.split("/")[0].removesuffix(".py"), int(m.group(1)))
+    return layers
+
+
+def _layer(module: str, layers: dict[str, int]) -> int:
+    return layers.get(module.split(".")[1], 6)
+
+
+def test_imports_point_down_the_documented_layers():
+    layers = _doc_layers()
+    assert layers.get("errors") == 1 and layers.get("nn") == 2 and layers.get("checkpoints") == 4, layers
+    up = [
+        f"{m} (layer {_layer(m, layers)}) imports {d} (layer {_layer(d, layers)})"
+        for m, deps in sorted(_graph().items()) if m != "gradguide"
+        for d in sorted(deps) if d.startswith("gradguide.") and _layer(d, layers) > _layer(m, layers)
+    ]
+    assert not up, "\n".join(up)
+
+
 def test_the_scan_sees_cycles_and_plugin_imports(tmp_path):
     """The checks above can fail: a planted cycle and a planted plugin import are found."""
     a = tmp_path / "a.py"
@@ -108,3 +136,6 @@ def test_the_scan_sees_cycles_and_plugin_imports(tmp_path):
     assert _imports("gradguide.a", a, {"gradguide.a", "gradguide.b"}) == {"gradguide_backbones.rrdb", "gradguide.b"}
     assert _cycle({"x": {"y"}, "y": {"z"}, "z": {"x"}}) == ["x", "y", "z", "x"]
     assert _cycle({"x": {"y"}, "y": {"z"}, "z": set()}) is None
+    layers = _doc_layers()
+    assert _layer("gradguide.wrap", layers) < _layer("gradguide.checkpoints", layers) < _layer("gradguide.train.trainer", layers)
+
