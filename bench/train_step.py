@@ -12,7 +12,7 @@ initialisation: the same FLOPs, so the timing is still that of the real step.
 
     python bench/train_step.py [--recipe spsr_x4] [--batch 2] [--lr-size 32] [--steps 3]
                                [--threads N] [--device cpu] [--amp bf16] [--channels-last]
-                               [--set model.nb=2 ...] [--json out.json]
+                               [--set model.backbone_config.nb=2 ...] [--json out.json]
 """
 from __future__ import annotations
 

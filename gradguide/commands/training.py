@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction, fmt: type) -> None:
             "Train with a recipe: a registered name (see `gradguide recipes`) or a TOML file.\n"
             "Data paths are arguments. Any recipe value can be overridden with --set, e.g.\n"
             "  gradguide train spsr_x4 --data-hr DIV2K/HR --val-hr Set5/HR --out runs/spsr\n"
-            "  gradguide train spsr_x4 --data-hr imgs --set train.batch_size=2 --set model.nb=2\n"
+            "  gradguide train spsr_x4 --data-hr imgs --set train.batch_size=2 --set model.backbone_config.nb=2\n"
             "  gradguide train --resume runs/spsr     (continue a run from its folder alone)\n"
             "Ctrl-C or SIGTERM saves a checkpoint at the next step and prints the command that resumes.\n"
             "Multi-GPU / multi-process: torchrun --nproc_per_node N $(which gradguide) train ...\n"

@@ -1,0 +1,813 @@
+"""Equal-budget study of gradient guidance (the paper's Table 2, at a budget that fits).
+
+One command trains and evaluates every arm, resuming whatever an interruption left::
+
+    python bench/ablation.py run --budget gpu --jobs 12     # a CUDA machine (minutes)
+    python bench/ablation.py run --budget cpu --jobs 1      # 2 CPU cores (many hours, in pieces)
+    python bench/ablation.py report                         # docs/results.md + docs/results.json
+
+Every arm trains on the same data (SunHays80, x4, MATLAB-bicubic LR made once per whole
+image), crop, batch, optimiser, iteration count and seeds. Arms, following Table 2:
+
+* stage ``psnr``: PSNR pre-training (L1) of the study backbone, a small ESRGAN RRDBNet
+  (nf=16, nb=6, gc=8), and of the FLOPs-matched deeper RRDBNet; PSNR-setting
+  comparisons with and without guidance for RRDBNet and for EDSR (a non-RRDB backbone);
+* stage ``gan`` (all from the PSNR weights of the first stage; the guided arms load them
+  into the backbone and add a fresh branch and fusion):
+  (a) ESRGAN objective; (b) + gradient losses only (w/o GB); (c) + gradient branch only
+  (w/o GL); (d) full SPSR, paper fusion; (e) full SPSR, ``guidance="lr"``; (f) the
+  FLOPs-matched control: an unguided RRDBNet made deeper until its FLOPs equal (e)'s,
+  trained with (b)'s objective (everything but the branch);
+* ``drift``: the colour/intensity drift of the old ``quickstart`` recipe, reproduced and
+  fixed, with validation curves (Set5 PSNR-Y, PSNR-RGB, mean signed error per channel);
+* ``default``: the bundled default model (``recipes/default_x4.toml``).
+
+There are no VGG19 weights on these machines, so the perceptual term is dropped in
+every arm alike. Evaluation: Set5, Set14, BSD68 under the full protocol
+(:func:`gradguide.evaluate`), plus colour (CIEDE2000, PSNR-RGB) and border metrics.
+Each arm's final generator is exported to ``bench/results/ablation/ARM.safetensors``
+(fp16 storage). ``report`` writes docs/results.md and docs/results.json from the
+evaluations alone: no number there is typed by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_WORK = REPO / "runs" / "ablation"
+EXPORT_DIR = REPO / "bench" / "results" / "ablation"
+SCALE = 4
+
+# the study backbone and its relatives
+STUDY = dict(nf=16, nb=6, gc=8)
+EDSR_CFG = dict(num_feat=48, num_block=8)
+DEFAULT_CFG = dict(nf=64, nb=8, gc=32)
+
+
+@dataclass(frozen=True)
+class Budget:
+    psnr_iters: int
+    gan_iters: int
+    default_iters: int
+    drift_iters: int
+    batch: int
+    crop: int
+    val_every: int
+    drift_val_every: int
+    warmup: int  # fusion-only iterations of the guided GAN arms (the paper: 5k of 500k)
+    d_nf: int  # discriminator width (64 in the paper)
+    eval_max_images: int = 0  # 0 = whole test sets
+    eval_sets: tuple = ("Set5", "Set14", "BSD68")
+
+
+BUDGETS = {
+    # one H100, all arms at once (about 8 minutes)
+    "gpu": Budget(psnr_iters=3000, gan_iters=3000, default_iters=10000, drift_iters=3000, batch=32, crop=128,
+                  val_every=200, drift_val_every=100, warmup=100, d_nf=32),
+    # 2 CPU cores, in the background, resumable (many hours)
+    "cpu": Budget(psnr_iters=3000, gan_iters=1500, default_iters=6000, drift_iters=4000, batch=8, crop=96,
+                  val_every=500, drift_val_every=250, warmup=150, d_nf=32),
+    # CI smoke: every arm, a couple of steps, two Set5 images
+    "quick": Budget(psnr_iters=2, gan_iters=2, default_iters=2, drift_iters=2, batch=2, crop=32,
+                    val_every=1, drift_val_every=1, warmup=1, d_nf=8, eval_max_images=2, eval_sets=("Set5",)),
+}
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    stage: str  # psnr | gan | drift | default
+    title: str
+    backbone: str  # registry name
+    config: dict
+    guidance: str  # none | lr | paper
+    loss: dict
+    seed: int = 0
+    init: str = ""  # arm whose final generator initialises this one's backbone
+    optim: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    export: bool = True
+
+
+PSNR_LOSS = dict(pixel=1.0, perceptual=0.0, gan=0.0, gradient_pixel=0.0, gradient_gan=0.0, branch=0.0)
+PSNR_GUIDED_LOSS = dict(PSNR_LOSS, gradient_pixel=0.1, branch=0.5)
+# Eq. 10 weights without L_Per (no VGG19 weights here)
+ESRGAN_LOSS = dict(pixel=0.01, perceptual=0.0, gan=0.005, gradient_pixel=0.0, gradient_gan=0.0, branch=0.0)
+WO_GB_LOSS = dict(ESRGAN_LOSS, gradient_pixel=0.01, gradient_gan=0.005)
+WO_GL_LOSS = dict(ESRGAN_LOSS, branch=0.5)
+SPSR_LOSS = dict(WO_GB_LOSS, branch=0.5)
+PSNR_OPTIM = dict(lr_g=2e-4, betas=[0.9, 0.99])
+GAN_OPTIM = dict(lr_g=1e-4, lr_d=1e-4, betas=[0.9, 0.999])
+
+
+def matched_depth(shape=(1, 3, 32, 32)) -> int:
+    """The RRDBNet depth (study width) whose FLOPs come closest to the ``lr``-guided study
+    model's (counted on the meta device: nothing is computed)."""
+    import torch
+
+    import gradguide
+    from gradguide.flops import count_flops
+    from gradguide_backbones.rrdb import RRDBNet
+
+    def flops(m) -> int:
+        return count_flops(m, torch.zeros(shape, device="meta"))
+
+    with torch.device("meta"):
+        target = flops(gradguide.wrap(RRDBNet(**STUDY), fusion="lr"))
+        base = flops(RRDBNet(**STUDY))
+        per_block = flops(RRDBNet(**{**STUDY, "nb": STUDY["nb"] + 1})) - base  # FLOPs are linear in nb
+    return STUDY["nb"] + max(0, round((target - base) / per_block))
+
+
+def arms(deep_nb: int) -> list[Arm]:
+    deep = dict(STUDY, nb=deep_nb)
+    out = [
+        Arm("psnr_rrdb", "psnr", "RRDBNet, L1 (the shared PSNR start)", "rrdbnet", STUDY, "none", PSNR_LOSS, optim=PSNR_OPTIM),
+        Arm("psnr_rrdb_deep", "psnr", f"RRDBNet nb={deep_nb} (FLOPs-matched), L1", "rrdbnet", deep, "none", PSNR_LOSS, optim=PSNR_OPTIM),
+        Arm("psnr_rrdb_lr", "psnr", "RRDBNet + guidance (lr), L1 + gradient pixel + branch", "rrdbnet", STUDY, "lr",
+            PSNR_GUIDED_LOSS, optim=PSNR_OPTIM),
+        Arm("psnr_edsr", "psnr", "EDSR, L1", "edsr", EDSR_CFG, "none", PSNR_LOSS, optim=PSNR_OPTIM),
+        Arm("psnr_edsr_lr", "psnr", "EDSR + guidance (lr), L1 + gradient pixel + branch", "edsr", EDSR_CFG, "lr",
+            PSNR_GUIDED_LOSS, optim=PSNR_OPTIM),
+    ]
+    for seed in (0, 1):
+        out += [
+            Arm(f"a_esrgan_s{seed}", "gan", "(a) ESRGAN objective", "rrdbnet", STUDY, "none", ESRGAN_LOSS, seed, "psnr_rrdb", GAN_OPTIM),
+            Arm(f"d_spsr_paper_s{seed}", "gan", "(d) SPSR, paper fusion", "rrdbnet", STUDY, "paper", SPSR_LOSS, seed, "psnr_rrdb", GAN_OPTIM),
+            Arm(f"e_spsr_lr_s{seed}", "gan", "(e) SPSR, lr fusion", "rrdbnet", STUDY, "lr", SPSR_LOSS, seed, "psnr_rrdb", GAN_OPTIM),
+            Arm(f"f_deep_matched_s{seed}", "gan", f"(f) RRDBNet nb={deep_nb}, FLOPs of (e), (b)'s objective", "rrdbnet", deep,
+                "none", WO_GB_LOSS, seed, "psnr_rrdb_deep", GAN_OPTIM),
+        ]
+    out += [
+        Arm("b_wo_gb_s0", "gan", "(b) + gradient losses only (w/o GB)", "rrdbnet", STUDY, "none", WO_GB_LOSS, 0, "psnr_rrdb", GAN_OPTIM),
+        Arm("c_wo_gl_s0", "gan", "(c) + gradient branch only (w/o GL)", "rrdbnet", STUDY, "paper", WO_GL_LOSS, 0, "psnr_rrdb", GAN_OPTIM),
+    ]
+    # the old quickstart recipe (batch 4, crop 64, lr 5e-4, Adam betas 0.9/0.999) and its fixes
+    qs = dict(nf=32, nb=6, gc=16)
+    drift_data = dict(crop=64)
+    drift_train = dict(batch_size=4)
+    old = dict(lr_g=5e-4, betas=[0.9, 0.999])
+    out += [
+        Arm("drift_old", "drift", "quickstart as shipped: lr 5e-4, betas 0.9/0.999", "rrdbnet", qs, "lr", PSNR_GUIDED_LOSS,
+            optim=old, train=drift_train, data=drift_data, export=False),
+        Arm("drift_unguided", "drift", "same, no guidance (RRDBNet alone)", "rrdbnet", qs, "none", PSNR_LOSS,
+            optim=old, train=drift_train, data=drift_data, export=False),
+        Arm("drift_lr2e-4", "drift", "lr 2e-4, betas 0.9/0.999", "rrdbnet", qs, "lr", PSNR_GUIDED_LOSS,
+            optim=dict(lr_g=2e-4, betas=[0.9, 0.999]), train=drift_train, data=drift_data, export=False),
+        Arm("drift_fixed", "drift", "lr 2e-4, betas 0.9/0.99, EMA 0.999", "rrdbnet", qs, "lr", PSNR_GUIDED_LOSS,
+            optim=dict(lr_g=2e-4, betas=[0.9, 0.99]), train=dict(drift_train, ema=0.999), data=drift_data, export=False),
+        Arm("default_x4", "default", "bundled default: RRDBNet nf64 nb8 + guidance (lr), recipes/default_x4.toml", "rrdbnet",
+            DEFAULT_CFG, "lr", PSNR_GUIDED_LOSS, optim=PSNR_OPTIM, train=dict(ema=0.999)),
+    ]
+    return out
+
+
+# ----------------------------------------------------------------------------- recipes
+
+
+def model_section(arm: Arm) -> dict:
+    """The recipe's [model] table for an arm."""
+    from gradguide.train.recipe import ModelConfig
+
+    names = {f.name for f in dataclasses.fields(ModelConfig)}
+    if "guidance" in names:
+        return dict(backbone=arm.backbone, backbone_config=dict(arm.config), guidance=arm.guidance, scale=SCALE)
+    # recipe schema before model.guidance existed
+    if arm.guidance == "none" and arm.backbone == "rrdbnet":
+        return dict(arch="rrdbnet", scale=SCALE, **arm.config)
+    if arm.guidance == "none":
+        raise SystemExit(f"{arm.name}: an unguided {arm.backbone} needs model.guidance (newer recipe schema)")
+    return dict(arch="wrap", backbone=arm.backbone, backbone_config=dict(arm.config), fusion=arm.guidance, scale=SCALE)
+
+
+def iterations(arm: Arm, b: Budget) -> int:
+    return {"psnr": b.psnr_iters, "gan": b.gan_iters, "drift": b.drift_iters, "default": b.default_iters}[arm.stage]
+
+
+def build_recipe(arm: Arm, b: Budget, work: Path, device: str, time_limit_s: float, init: str = ""):
+    from gradguide.train.recipe import apply_overrides, load_recipe, recipe_from_dict
+
+    n = iterations(arm, b)
+    if arm.stage == "default":  # the shipped recipe itself; only the budget, device and logging change
+        r = load_recipe(REPO / "recipes" / "default_x4.toml")
+        sets = [f"train.device={device}", f"train.time_limit_s={float(max(time_limit_s, 0.0))}", "data.workers=0",
+                "log.tensorboard=false", "log.progress=false"]
+        if n != r.train.iterations:  # a smaller budget (cpu, quick): the same schedule, scaled
+            f = n / r.train.iterations
+            sets += [f"train.iterations={n}", f"optim.milestones=[{','.join(str(max(1, int(m * f))) for m in r.optim.milestones)}]",
+                     f"train.checkpoint_every={max(1, int(r.train.checkpoint_every * f))}", f"val.every={b.val_every}",
+                     f"data.crop={b.crop}", f"train.batch_size={b.batch}"]
+        return apply_overrides(r, sets)
+    val_every = b.drift_val_every if arm.stage == "drift" else b.val_every
+    milestones = [max(1, int(n * f)) for f in (0.5, 0.75, 0.9)] if arm.stage in ("psnr", "default") else [max(1, n // 2)]
+    if arm.stage == "drift":  # the shipped quickstart's schedule, as in the pilot that drifted (4000 its)
+        milestones = [800, 1050] if n >= 1200 else [max(1, int(n * 0.667)), max(1, int(n * 0.875))]
+    d = {
+        "name": arm.name,
+        "description": arm.title,
+        "model": model_section(arm),
+        "data": {"crop": b.crop, "augment": True, "workers": 0, "seed": arm.seed, **arm.data},
+        "train": {
+            "iterations": n,
+            "batch_size": b.batch,
+            "checkpoint_every": max(1, min(500, n)),
+            "seed": arm.seed,
+            "device": device,
+            "warmup_iters": b.warmup if (arm.stage == "gan" and arm.guidance != "none") else 0,
+            "time_limit_s": float(max(time_limit_s, 0.0)),
+            **arm.train,
+        },
+        "optim": {"milestones": milestones, "gamma": 0.5, **arm.optim},
+        "loss": {**arm.loss, "discriminator_nf": b.d_nf, "on_missing_vgg": "drop"},
+        "val": {"every": val_every, "metric": "psnr_y", "mode": "max"},
+        "log": {"every": 100, "tensorboard": False, "progress": False},
+    }
+    if init:
+        d["model"]["pretrained"] = init
+    return recipe_from_dict(d, source=f"bench/ablation.py:{arm.name}").validate()
+
+
+def final_generator(work: Path, name: str) -> Path:
+    """The generator an arm ends with: the EMA copy where the arm keeps one."""
+    run = work / "runs" / name
+    ema = run / "G_ema_latest.safetensors"
+    return ema if ema.is_file() else run / "G_latest.safetensors"
+
+
+def arm_iteration(work: Path, name: str) -> int:
+    from safetensors import safe_open
+
+    p = final_generator(work, name)
+    if not p.is_file():
+        return 0
+    with safe_open(str(p), "pt") as fh:
+        return int((fh.metadata() or {}).get("iteration", 0))
+
+
+def snapshots(work: Path, name: str) -> dict[int, Path]:
+    """``iteration -> generator file`` of the snapshots an arm kept (see :class:`Snapshot`)."""
+    d = work / "runs" / name / "snaps"
+    return {int(p.stem.split("_")[1]): p for p in sorted(d.glob("G_*.safetensors"))} if d.is_dir() else {}
+
+
+def common_iteration(work: Path, names: list[str]) -> int:
+    """The last iteration every arm in ``names`` has a snapshot of: arms of one stage are
+    compared (and later stages initialised) there, so each got exactly the same number of
+    iterations even when a time box stopped the slower ones earlier."""
+    sets = [set(snapshots(work, n)) for n in names]
+    common = set.intersection(*sets) if sets else set()
+    return max(common) if common else 0
+
+
+def stage_members(all_arms: list, stage: str) -> list[str]:
+    return [a.name for a in all_arms if a.stage == stage]
+
+
+def generator_at(work: Path, name: str, iteration: int) -> Path:
+    return snapshots(work, name)[iteration]
+
+
+def _decode_pair(f: Path):
+    import numpy as np
+
+    from gradguide.data.imresize import imresize
+    from gradguide.imageio import read_image, to_uint8
+
+    hr = to_uint8(read_image(f).rgb).permute(1, 2, 0).numpy()
+    hr = np.ascontiguousarray(hr[: hr.shape[0] // SCALE * SCALE, : hr.shape[1] // SCALE * SCALE])
+    return f.stem, hr, np.ascontiguousarray(imresize(hr, 1.0 / SCALE))
+
+
+def data_cache(work: Path, data_root: Path) -> Path:
+    """SunHays80 decoded once: HR cropped to a multiple of 4, LR by MATLAB bicubic of the
+    whole uint8 image (as DIV2K's stored LR), both uint8 ``(H, W, 3)``."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    path = work / "cache" / f"sunhays80_x{SCALE}.pt"
+    if path.is_file():
+        return path
+    folder = data_root / "train" / "SunHays80"
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not files:
+        raise SystemExit(f"{folder}: no training images")
+    with ProcessPoolExecutor(max_workers=min(len(files), os.cpu_count() or 1)) as pool:
+        items = list(pool.map(_decode_pair, files))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"names": [n for n, _, _ in items], "hr": [torch.from_numpy(h) for _, h, _ in items],
+                "lr": [torch.from_numpy(lr) for _, _, lr in items]}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def train_dataset(cache: Path, arm: Arm, b: Budget):
+    import torch
+
+    from gradguide.data.datasets import PairedFolderDataset
+
+    c = torch.load(cache, weights_only=True)
+    lr = [(n, x.numpy()) for n, x in zip(c["names"], c["lr"])]
+    hr = [(n, x.numpy()) for n, x in zip(c["names"], c["hr"])]
+    crop = arm.data.get("crop", b.crop)
+    return PairedFolderDataset(lr, hr, SCALE, crop=crop, augment=True, seed=arm.seed, cache=True)
+
+
+# ----------------------------------------------------------------------------- curves
+
+
+class Curve:
+    """At every validation iteration: Set5 PSNR-Y, PSNR-RGB, CIEDE2000 and the mean signed
+    error per RGB channel (a colour or intensity drift shows there, not in PSNR-Y's trend
+    alone). Appends JSON lines to ``curve.jsonl`` in the run folder."""
+
+    def __init__(self, val, every: int, path: Path) -> None:
+        self.val, self.every, self.path = val, every, path
+
+    def __call__(self, trainer) -> None:
+        import torch
+
+        from gradguide.eval import metrics as M
+        from gradguide.types import as_output
+
+        if trainer.iteration % self.every and trainer.iteration != trainer.recipe.train.iterations:
+            return
+        model = trainer.eval_model()
+        was = model.training
+        model.eval()
+        rows = []
+        with torch.no_grad():
+            for i in range(len(self.val)):
+                lr, hr = self.val[i][:2]
+                sr = as_output(model(lr[None].to(trainer.device))).sr.float().clamp(0, 1).cpu()
+                hr = hr[None]
+                srq, hrq = M.quantize(sr), M.quantize(hr)
+                rows.append([
+                    M.psnr_y(sr, hr, crop=SCALE).item(), M.psnr_rgb(sr, hr, crop=SCALE).item(),
+                    M.ciede2000(sr, hr, crop=SCALE).item(), M.ssim_y(sr, hr, crop=SCALE).item(),
+                    *((srq - hrq).mean(dim=(0, 2, 3)) / 255.0).tolist(),
+                ])
+        model.train(was)
+        mean = [sum(r[k] for r in rows) / len(rows) for k in range(len(rows[0]))]
+        rec = dict(iteration=trainer.iteration, psnr_y=mean[0], psnr_rgb=mean[1], ciede2000=mean[2], ssim_y=mean[3],
+                   bias_rgb=mean[4:7])
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(rec) + "\n")
+
+
+class Snapshot:
+    """Every ``every`` iterations (and at the end), the generator that is evaluated (the EMA
+    copy where there is one) is kept as ``snaps/G_<iteration>.safetensors``."""
+
+    def __init__(self, every: int, folder: Path) -> None:
+        self.every, self.folder = every, folder
+
+    def save(self, trainer) -> None:
+        from gradguide.checkpoints import save
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        save(trainer.eval_model(), self.folder / f"G_{trainer.iteration:07d}.safetensors",
+             metadata={"iteration": str(trainer.iteration), "recipe": trainer.recipe.name})
+
+    def __call__(self, trainer) -> None:
+        if trainer.iteration % self.every == 0:
+            self.save(trainer)
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+def train_arm(arm: Arm, b: Budget, work: Path, data_root: Path, device: str, deadline: Optional[float]) -> None:
+    from gradguide.data.datasets import ValidationDataset
+    from gradguide.train.trainer import STATE_FILE, Trainer
+
+    out = work / "runs" / arm.name
+    n = iterations(arm, b)
+    if arm_iteration(work, arm.name) >= n:
+        return
+    left = (deadline - time.time()) if deadline else 0.0
+    if deadline and left < 10:
+        print(f"{arm.name}: no time left in its time box; run again to continue", flush=True)
+        return
+    plan = json.loads((work / "plan.json").read_text())
+    init = ""
+    if arm.init:  # the shared start: the earlier stage's arm at that stage's common iteration
+        it = plan["init_iteration"][arm.init]
+        init = str(generator_at(work, arm.init, it))
+    recipe = build_recipe(arm, b, work, device, left if deadline else 0.0, init)
+    val = ValidationDataset(data_root / "test" / "Set5", SCALE)
+    curve = Curve(val, recipe.val.every, out / "curve.jsonl")
+    snap = Snapshot(recipe.val.every, out / "snaps")
+    resume = (out / STATE_FILE).is_file()
+    if not resume and (out / "curve.jsonl").exists():
+        (out / "curve.jsonl").unlink()
+    t0 = time.time()
+    trainer = Trainer(recipe, out, resume=resume, train_dataset=train_dataset(data_cache(work, data_root), arm, b),
+                      val_dataset=val, callbacks=[curve, snap])
+    try:
+        res = trainer.fit()
+        snap.save(trainer)  # the last iteration reached (a time box may stop between snapshots)
+    finally:
+        trainer.close()
+    timing = out / "timing.json"
+    prev = json.loads(timing.read_text()) if timing.is_file() else {"seconds": 0.0, "pieces": []}
+    prev["seconds"] += time.time() - t0
+    prev["pieces"].append({"device": device_name(device), "seconds": time.time() - t0, "until": res.iteration})
+    timing.write_text(json.dumps(prev, indent=1))
+    print(f"{arm.name}: iteration {res.iteration}/{n} in {time.time() - t0:.0f} s" + (f" ({res.stopped})" if res.stopped else ""), flush=True)
+
+
+def evaluated_generator(work: Path, name: str) -> tuple[Optional[Path], int]:
+    """The file an arm is evaluated (and exported) at: its stage's common iteration."""
+    plan = json.loads((work / "plan.json").read_text())
+    it = plan.get("eval_iteration", {}).get(name, 0)
+    if not it:
+        return None, 0
+    return generator_at(work, name, it), it
+
+
+def eval_arm(name: str, b: Budget, work: Path, data_root: Path, device: str) -> None:
+    import torch
+
+    import gradguide
+    from gradguide.eval.protocol import METRICS
+    from gradguide.eval.report import write_json
+
+    out = work / "eval" / f"{name}.json"
+    if name == "bicubic":
+        model, it = "bicubic", 0
+    else:
+        path, it = evaluated_generator(work, name)
+        if path is None:
+            return
+        model = str(path)
+    if out.is_file() and json.loads(out.read_text()).get("iteration") == it:
+        return
+    torch.backends.cudnn.allow_tf32 = False  # evaluation in full fp32 on a GPU too
+    torch.backends.cuda.matmul.allow_tf32 = False
+    sets = [data_root / "test" / s for s in b.eval_sets]
+    metrics = [m for m in METRICS if m not in ("PI", "LPIPS")]
+    rep = gradguide.evaluate({name: model}, sets, scale=SCALE, metrics=metrics, device=device,
+                             max_images=b.eval_max_images or None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    write_json(rep, tmp)
+    d = json.loads(tmp.read_text())
+    d["iteration"] = it
+    tmp.write_text(json.dumps(d))
+    os.replace(tmp, out)
+    print(f"eval {name} (iteration {it}): done", flush=True)
+
+
+def export_arm(name: str, work: Path, dest: Path) -> Optional[Path]:
+    """The evaluated generator as fp16 safetensors (metadata kept: it loads with gradguide.load)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    src, _ = evaluated_generator(work, name)
+    if src is None:
+        return None
+    with safe_open(str(src), "pt") as fh:
+        meta = dict(fh.metadata() or {})
+        tensors = {k: (t.half() if t.is_floating_point() else t) for k in fh.keys() for t in [fh.get_tensor(k)]}
+    meta["storage"] = "fp16"
+    dest.mkdir(parents=True, exist_ok=True)
+    out = dest / f"{name}.safetensors"
+    save_file(tensors, str(out), metadata=dict(sorted(meta.items())))
+    return out
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+# ----------------------------------------------------------------------------- scheduler
+
+
+@dataclass
+class Task:
+    key: str
+    argv: list
+    deps: tuple = ()
+    before: Optional[object] = None  # called in the scheduler just before the task starts
+    not_before: float = 0.0  # absolute time before which it does not start
+    proc: Optional[subprocess.Popen] = None
+
+
+def run(args) -> None:
+    b = BUDGETS[args.budget]
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    data_root = Path(args.data_root)
+    t0 = time.time()
+    data_cache(work, data_root)
+    deep = matched_depth()
+    all_arms = [a for a in arms(deep) if not args.only or a.name in args.only]
+    plan_path = work / "plan.json"
+    plan = json.loads(plan_path.read_text()) if plan_path.is_file() else {}
+    plan.update({"budget": args.budget, "budget_values": dataclasses.asdict(b), "deep_nb": deep,
+                 "arms": [dataclasses.asdict(a) for a in all_arms]})
+    plan.setdefault("init_iteration", {})
+    plan.setdefault("eval_iteration", {})
+    plan_path.write_text(json.dumps(plan, indent=1))
+
+    def box(stage: str) -> float:  # absolute end of a stage's time box (0: none)
+        s = {"psnr": args.psnr_until_s, "drift": args.psnr_until_s, "gan": args.gan_until_s, "default": args.gan_until_s}[stage]
+        return t0 + s if s else 0.0
+
+    def settle(stage: str, what: str) -> None:  # record a stage's common iteration in the plan
+        names = stage_members(all_arms, stage)
+        it = common_iteration(work, names) if stage != "default" else 0
+        p = json.loads(plan_path.read_text())
+        for n in names:
+            p[what][n] = it if stage != "default" else max(snapshots(work, n), default=0)
+        plan_path.write_text(json.dumps(p, indent=1))
+
+    common = ["--work", str(work), "--budget", args.budget, "--data-root", str(data_root), "--device", args.device]
+    tasks: list[Task] = []
+    order = {"default": 0, "psnr": 1, "drift": 2, "gan": 3}  # longest first; the PSNR starts before what waits on them
+    for a in sorted(all_arms, key=lambda a: order[a.stage]):
+        deps = tuple(f"train:{n}" for n in stage_members(all_arms, "psnr")) if a.init else ()
+        before = (lambda: settle("psnr", "init_iteration")) if a.init else None
+        head = t0 + args.default_head_start_s if a.stage != "default" else 0.0  # the default model alone first
+        tasks.append(Task(f"train:{a.name}", ["_train", a.name, "--deadline", str(box(a.stage)), *common], deps, before, head))
+    for a in all_arms:
+        if a.stage == "drift":
+            continue  # judged by its validation curves
+        deps = tuple(f"train:{n}" for n in stage_members(all_arms, a.stage))
+        tasks.append(Task(f"eval:{a.name}", ["_eval", a.name, *common], deps, (lambda st=a.stage: settle(st, "eval_iteration"))))
+    tasks.append(Task("eval:bicubic", ["_eval", "bicubic", *common]))
+    _schedule(tasks, args.jobs, work)
+    for a in all_arms:
+        if a.export and not args.no_export:
+            export_arm(a.name, work, Path(args.export_dir))
+    print(f"ablation: {len(all_arms)} arms, {time.time() - t0:.0f} s; `python bench/ablation.py report` writes the docs", flush=True)
+
+
+def _schedule(tasks: list[Task], jobs: int, work: Path) -> None:
+    """Run ``tasks`` as subprocesses, at most ``jobs`` at once, each after its ``deps``
+    (``jobs <= 0``: one after another in this process)."""
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    if jobs <= 0:
+        for t in tasks:
+            if t.before:
+                t.before()
+            main(t.argv)
+        return
+    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // jobs)), PYTHONUNBUFFERED="1")
+    pending, running, finished = list(tasks), [], set()
+    while pending or running:
+        for t in list(running):
+            if t.proc.poll() is not None:
+                running.remove(t)
+                finished.add(t.key)
+                if t.proc.returncode:
+                    print(f"{t.key}: exited {t.proc.returncode} (see {logs / (t.key.replace(':', '_') + '.log')})", flush=True)
+        for t in list(pending):
+            if len(running) >= jobs:
+                break
+            if all(d in finished for d in t.deps) and time.time() >= t.not_before:
+                pending.remove(t)
+                if t.before:
+                    t.before()
+                log = open(logs / (t.key.replace(":", "_") + ".log"), "a")
+                t.proc = subprocess.Popen([sys.executable, __file__, *t.argv], stdout=log, stderr=subprocess.STDOUT, env=env)
+                running.append(t)
+        time.sleep(0.5)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _mean_spread(vals: list) -> tuple:
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return None, None
+    m = sum(vals) / len(vals)
+    return m, (max(vals) - min(vals)) / 2 if len(vals) > 1 else None
+
+
+METRIC_COLS = ("PSNR", "SSIM", "NIQE", "GMSD", "GradL1", "CIEDE2000", "PSNR-RGB", "PSNR-frame8", "PSNR-inner8")
+LOWER = {"NIQE", "GMSD", "GradL1", "CIEDE2000"}
+
+
+def collect(work: Path) -> dict:
+    plan = json.loads((work / "plan.json").read_text())
+    arms_ = [Arm(**a) for a in plan["arms"]]
+    groups: dict = {}
+    for a in arms_:
+        base = a.name.rsplit("_s", 1)[0] if a.stage == "gan" else a.name
+        groups.setdefault(base, []).append(a)
+    evals = {}
+    for p in sorted((work / "eval").glob("*.json")):
+        evals[p.stem] = json.loads(p.read_text())
+    out = {"budget": plan["budget"], "budget_values": plan["budget_values"], "deep_nb": plan["deep_nb"], "groups": {}, "arms": {}}
+    for name, d in evals.items():
+        means = {ds: per[name]["mean"] for ds, per in d["datasets"].items()}
+        timing = work / "runs" / name / "timing.json"
+        out["arms"][name] = {"iteration": d.get("iteration", 0), "means": means, "notes": d.get("notes", []),
+                             "timing": json.loads(timing.read_text()) if timing.is_file() else None}
+    for base, members in groups.items():
+        rows = {}
+        names = [m.name for m in members if m.name in out["arms"]]
+        if not names:
+            continue
+        for ds in out["arms"][names[0]]["means"]:
+            rows[ds] = {k: _mean_spread([out["arms"][n]["means"][ds].get(k) for n in names]) for k in METRIC_COLS}
+        out["groups"][base] = {"title": members[0].title, "stage": members[0].stage, "seeds": [m.seed for m in members if m.name in names],
+                               "arms": names, "iterations": [out["arms"][n]["iteration"] for n in names], "means": rows}
+    curves = {}
+    for a in arms_:
+        c = work / "runs" / a.name / "curve.jsonl"
+        if c.is_file():
+            curves[a.name] = [json.loads(line) for line in c.read_text().splitlines() if line.strip()]
+    out["curves"] = curves
+    out["machine"] = plan.get("machine")
+    return out
+
+
+def _fmt(v, k) -> str:
+    if v[0] is None:
+        return "n/a"
+    f = "{:.3f}" if k.startswith("PSNR") else "{:.4f}"
+    s = f.format(v[0])
+    return s + (f" ± {f.format(v[1])}" if v[1] is not None else "")
+
+
+def conclusions(res: dict) -> list[str]:
+    """Sentences the numbers support, decided by rules stated in each sentence."""
+    g = res["groups"]
+    out = []
+
+    def m(name, ds, k):
+        return g[name]["means"][ds][k] if name in g and ds in g[name]["means"] else (None, None)
+
+    def diff_line(x, y, label, k, ds):
+        (a, sa), (b_, sb) = m(x, ds, k), m(y, ds, k)
+        if a is None or b_ is None:
+            return None
+        noise = (sa or 0) + (sb or 0)
+        d = a - b_
+        better = (d < 0) if k in LOWER else (d > 0)
+        if abs(d) <= noise:
+            verdict = "no measurable difference (within the seed spread)"
+        else:
+            verdict = "better" if better else "worse"
+        return f"{label}, {ds} {k}: {a:.4f} vs {b_:.4f} ({d:+.4f}; seed spread {noise:.4f}): {verdict}"
+
+    for ds in ("BSD68", "Set14", "Set5"):
+        for k in ("GMSD", "GradL1", "PSNR", "NIQE"):
+            for x, lab in (("d_spsr_paper", "(d) paper-fusion SPSR vs (a) ESRGAN"), ("e_spsr_lr", "(e) lr-fusion SPSR vs (a) ESRGAN"),
+                           ("e_spsr_lr", "(e) vs (f) the FLOPs-matched deeper network"), ("e_spsr_lr", "(e) lr fusion vs (d) paper fusion")):
+                y = "a_esrgan" if "(a)" in lab else ("f_deep_matched" if "(f)" in lab else "d_spsr_paper")
+                line = diff_line(x, y, lab, k, ds)
+                if line:
+                    out.append(line)
+    for x, y, lab in (("psnr_rrdb_lr", "psnr_rrdb", "PSNR setting, RRDBNet guided vs plain"),
+                      ("psnr_rrdb_lr", "psnr_rrdb_deep", "PSNR setting, RRDBNet guided vs FLOPs-matched deeper"),
+                      ("psnr_edsr_lr", "psnr_edsr", "PSNR setting, EDSR guided vs plain")):
+        for ds in ("BSD68",):
+            for k in ("PSNR", "GMSD", "GradL1"):
+                line = diff_line(x, y, lab, k, ds)
+                if line:
+                    out.append(line)
+    return out
+
+
+def report(args) -> None:
+    work = Path(args.work)
+    res = collect(work)
+    res["conclusions"] = conclusions(res)
+    docs = Path(args.docs)
+    docs.mkdir(parents=True, exist_ok=True)
+    (docs / "results.json").write_text(json.dumps(res, indent=1, allow_nan=False))
+    L = ["# Results: an equal-budget study of gradient guidance", "",
+         "Written by `python bench/ablation.py report` from the evaluations that `python bench/ablation.py run` made; "
+         "no number here is typed by hand. The same numbers, per image set and arm, are in "
+         "[results.json](results.json).", ""]
+    bv = res["budget_values"]
+    L += ["## Budget and setting", "",
+          f"- Budget preset `{res['budget']}`: PSNR stage {bv['psnr_iters']} iterations, GAN stage {bv['gan_iters']} iterations "
+          f"(guided arms: the first {bv['warmup']} train the fusion only), batch {bv['batch']}, HR crop {bv['crop']}, "
+          f"discriminators VGG-128 at width {bv['d_nf']}.",
+          f"- Data: SunHays80 (80 photos), x4, LR by MATLAB bicubic of each whole image; flips/rotations. Same seeds, "
+          f"optimiser and iteration count for every arm of a stage.",
+          f"- Study backbone: RRDBNet nf={STUDY['nf']}, nb={STUDY['nb']}, gc={STUDY['gc']}; the FLOPs-matched control (f) "
+          f"is RRDBNet nb={res['deep_nb']}.",
+          "- The perceptual term (VGG19) is dropped in every arm alike: no VGG19 weights exist on these machines. "
+          "Loss weights otherwise follow Eq. 10 (pixel 1e-2, GAN 5e-3, gradient pixel 1e-2, gradient GAN 5e-3, branch 0.5).",
+          "- Evaluation: the full protocol of `gradguide eval` (x4, uint8, Y channel, border crop 4); LPIPS is absent "
+          "(no AlexNet weights here) and PI needs Ma et al.'s model. Mean ± half the range over seeds where an arm has two.",
+          ""]
+    machines = sorted({p["device"] for a in res["arms"].values() if a["timing"] for p in a["timing"]["pieces"]})
+    L += [f"- Machine(s): {', '.join(machines) or 'unknown'}.", ""]
+    L += ["## Arms and wall time", "", "| arm | what | iterations | wall s |", "|---|---|---|---|"]
+    for base, gr in res["groups"].items():
+        for n, it in zip(gr["arms"], gr["iterations"]):
+            t = res["arms"][n]["timing"]
+            L.append(f"| `{n}` | {gr['title']} | {it} | {t['seconds']:.0f} |" if t else f"| `{n}` | {gr['title']} | {it} | n/a |")
+    L.append("")
+    bic = res["arms"].get("bicubic")
+    for stage, title in (("gan", "GAN setting (Table 2)"), ("psnr", "PSNR setting"), ("default", "Bundled default model")):
+        L += [f"## {title}", ""]
+        for ds in BUDGETS[res["budget"]].eval_sets:
+            L += [f"### {ds}", "", "| arm | seeds | " + " | ".join(f"{k} {'↓' if k in LOWER else '↑'}" for k in METRIC_COLS) + " |",
+                  "|---|---|" + "---|" * len(METRIC_COLS)]
+            if bic:
+                L.append("| bicubic | - | " + " | ".join(_fmt((bic["means"][ds].get(k), None), k) for k in METRIC_COLS) + " |")
+            for base, gr in res["groups"].items():
+                if gr["stage"] != stage or ds not in gr["means"]:
+                    continue
+                L.append(f"| {gr['title']} | {len(gr['seeds'])} | " + " | ".join(_fmt(gr["means"][ds][k], k) for k in METRIC_COLS) + " |")
+            L.append("")
+    if res["curves"]:
+        L += ["## Validation curves (Set5, every validation round)", "",
+              "The old quickstart recipe's drift, reproduced and fixed. `bias` is the mean signed error of R, G, B "
+              "(SR - HR, in [0, 1] units): a global colour or intensity drift shows there while SSIM-Y hardly moves.", ""]
+        for name, rows in res["curves"].items():
+            if not name.startswith("drift") and name != "default_x4":
+                continue
+            L += [f"### `{name}`", "", "| iteration | PSNR-Y | SSIM-Y | PSNR-RGB | CIEDE2000 | bias R | bias G | bias B |", "|---|---|---|---|---|---|---|---|"]
+            for r in rows:
+                L.append(f"| {r['iteration']} | {r['psnr_y']:.3f} | {r['ssim_y']:.4f} | {r['psnr_rgb']:.3f} | {r['ciede2000']:.3f} | "
+                         + " | ".join(f"{x:+.4f}" for x in r["bias_rgb"]) + " |")
+            L.append("")
+    L += ["## What the numbers say", "",
+          "Each line compares two arms on one set and metric; a difference within the summed seed spread is called "
+          "no measurable difference.", ""]
+    L += [f"- {c}" for c in res["conclusions"]] + [""]
+    L += ["## Reproduce", "", "```sh", f"python bench/ablation.py run --budget {res['budget']} --jobs N   # resumable",
+          "python bench/ablation.py report", "```", ""]
+    (docs / "results.md").write_text("\n".join(L), encoding="utf-8")
+    print(f"wrote {docs / 'results.md'} and {docs / 'results.json'}")
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="train and evaluate every arm (resumes)")
+    r.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
+    r.add_argument("--jobs", type=int, default=1, help="arms at once (0: in this process, one after another)")
+    r.add_argument("--device", default="auto")
+    r.add_argument("--work", default=str(DEFAULT_WORK))
+    r.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    r.add_argument("--export-dir", default=str(EXPORT_DIR))
+    r.add_argument("--no-export", action="store_true")
+    r.add_argument("--only", nargs="*", default=None)
+    r.add_argument("--psnr-until-s", type=float, default=0.0,
+                   help="time box: the PSNR (and drift) stage stops, resumably, this many seconds after the start")
+    r.add_argument("--default-head-start-s", type=float, default=0.0,
+                   help="the default model trains alone for this many seconds before the study arms start")
+    r.add_argument("--gan-until-s", type=float, default=0.0,
+                   help="time box: the GAN stage and the default model stop this many seconds after the start")
+    rep = sub.add_parser("report", help="write docs/results.md and docs/results.json")
+    rep.add_argument("--work", default=str(DEFAULT_WORK))
+    rep.add_argument("--docs", default=str(REPO / "docs"))
+    for name in ("_train", "_eval"):
+        t = sub.add_parser(name)
+        t.add_argument("arm")
+        t.add_argument("--work", required=True)
+        t.add_argument("--budget", required=True)
+        t.add_argument("--data-root", required=True)
+        t.add_argument("--device", default="auto")
+        t.add_argument("--deadline", type=float, default=0.0)
+    args = p.parse_args(argv)
+    if args.cmd == "run":
+        return run(args)
+    if args.cmd == "report":
+        return report(args)
+    b = BUDGETS[args.budget]
+    work, data_root = Path(args.work), Path(args.data_root)
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.cmd == "_train":
+        arm = {a.name: a for a in arms(json.loads((work / "plan.json").read_text())["deep_nb"])}[args.arm]
+        return train_arm(arm, b, work, data_root, device, args.deadline or None)
+    return eval_arm(args.arm, b, work, data_root, device)
+
+
+if __name__ == "__main__":
+    main()
