@@ -87,3 +87,34 @@ def test_cli_backbones_and_plugins(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "builtin_backbones" in out and "gradguide_backbones.plugin" in out
     assert main(["backbones", "--spec", "nope"]) == 2
+
+
+def test_hook_contracts_are_documented_from_the_code():
+    """docs/plugins.md lists each hook with the return type its spec declares."""
+    from pathlib import Path
+
+    from gradguide.plugin import hook_contracts
+
+    doc = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
+    contracts = hook_contracts()
+    assert set(contracts) == {"gradguide_backbones", "gradguide_discriminators", "gradguide_losses", "gradguide_recipes"}
+    for hook, (returns, _) in contracts.items():
+        assert f"| `{hook}()` | `{returns}` |" in doc, (hook, returns)
+    import gradguide.plugin
+
+    assert all(hook in gradguide.plugin.__doc__ for hook in contracts)
+
+
+def test_example_plugin_imports_only_the_public_plugin_api():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).parents[1] / "plugins" / "gradguide-carn"
+    used = set()
+    for p in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                used.add(node.module)
+            elif isinstance(node, ast.Import):
+                used.update(a.name for a in node.names)
+    assert {m for m in used if m.split(".")[0] == "gradguide"} == {"gradguide.plugin"}, used
