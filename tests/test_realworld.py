@@ -84,3 +84,60 @@ def test_terms_are_checked_in_the_recipe():
         recipe_from_dict({**base, "data": {"lr": "x"}, "degradation": {"enabled": True}}, "r.toml").validate()
     r = recipe_from_dict({**base, "train": {"ema": 0.9}, "loss": {"branch": 0.0, "terms": {"ldl_gradient": {"weight": 0.5, "kernel_size": 5}}}}, "r.toml")
     assert r.validate().loss.terms["ldl_gradient"]["kernel_size"] == 5
+
+
+def _hr_dataset(r, n=3):
+    from gradguide.data.datasets import HRFolderDataset
+
+    return HRFolderDataset(_hr_images(n), r.model.scale, crop=r.data.crop, seed=r.data.seed)
+
+
+@pytest.mark.parametrize("name", ["realesrgan_x4_smoke", "real_spsr_x4_smoke"])
+def test_smoke_recipes_train_on_cpu(tmp_path, name):
+    """CI's smoke run of both real-world recipes: OTF degradations, EMA, U-Net SN D."""
+    r = _smoke(name)
+    res = train(r, tmp_path, train_dataset=_hr_dataset(r))
+    assert res.iteration == 2 and res.skipped_steps == 0
+    assert (tmp_path / "G_ema_latest.safetensors").is_file()
+
+
+def test_trainer_degrades_on_the_device_with_the_items_keys_and_feeds_ldl_the_ema(tmp_path):
+    from gradguide.data.degrade import degrade, item_key, usm_sharp
+
+    r = _smoke("real_spsr_x4_ldl_smoke")
+    tr = Trainer(r, tmp_path, train_dataset=_hr_dataset(r))
+    try:
+        seen = {}
+        forward = tr.loss.forward
+
+        def spy(out, hr, *a, **kw):
+            seen["sr"], seen["hr"], seen["ema_sr"] = out.sr.detach(), hr, kw.get("ema_sr")
+            return forward(out, hr, *a, **kw)
+
+        tr.loss.forward = spy
+        lr, hr, keys = next(iter(tr.loader))
+        idx = [i for _, i in tr.sampler._batch(tr.sampler.permutation(0), 0, 0)]
+        assert keys.tolist() == [item_key(r.data.seed, 0, i) for i in idx]
+        ok, terms = tr.train_step(lr, hr, keys)
+        assert ok and {"ldl", "ldl_gradient"} <= set(terms)
+        assert torch.allclose(seen["hr"], usm_sharp(hr))  # gt_usm: the sharpened HR is the target
+        assert seen["ema_sr"] is not None and seen["ema_sr"].shape == seen["sr"].shape
+        # the model saw the pipeline's LR of these keys, not the dataset's bicubic LR
+        expected = degrade(usm_sharp(hr), r.degradation, keys, scale=4)
+        assert expected.shape == lr.shape and not torch.equal(expected, lr)
+        with pytest.raises(ValueError, match="degradation keys"):
+            tr.train_step(lr, hr)
+    finally:
+        tr.close()
+
+
+def test_exact_resume_with_degradations(tmp_path):
+    def run(out, iterations, resume=False):
+        r = _smoke("real_spsr_x4_smoke", **{"train.iterations": iterations, "train.deterministic": "true"})
+        return train(r, out, resume=resume, train_dataset=_hr_dataset(r, 4))
+
+    run(tmp_path / "a", 4)
+    run(tmp_path / "b", 2)
+    run(tmp_path / "b", 4, resume=True)
+    a, b = load_file(tmp_path / "a" / "G_latest.safetensors"), load_file(tmp_path / "b" / "G_latest.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

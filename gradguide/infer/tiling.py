@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from ..devices import resolve_device
 from ..errors import InferenceError, TileOOMError
-from ..types import SROutput
+from ..types import SROutput, as_output
 
 __all__ = [
     "PRECISIONS",
@@ -77,13 +77,10 @@ LEGACY_TILE = 128
 
 
 def split_output(out: Union[Tensor, SROutput, tuple]) -> tuple[Tensor, Optional[Tensor]]:
-    """``(sr, grad)`` from a model output: a Tensor, an :class:`SROutput` or a tuple."""
-    if isinstance(out, Tensor):
-        return out, None
-    if isinstance(out, (tuple, list)) and len(out) >= 1 and isinstance(out[0], Tensor):
-        grad = out[1] if len(out) > 1 and isinstance(out[1], Tensor) else None
-        return out[0], grad
-    raise TypeError(f"model output must be a Tensor or SROutput(sr, grad, lr_grad), got {type(out).__name__}")
+    """``(sr, grad)`` from a model output: a Tensor, an :class:`SROutput` or a tuple
+    (:func:`gradguide.types.as_output`)."""
+    o = as_output(out)
+    return o.sr, o.grad
 
 
 def resolve_dtype(precision: Union[str, torch.dtype]) -> torch.dtype:

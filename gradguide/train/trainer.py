@@ -52,6 +52,8 @@ from .build import (
     build_optimizers,
     build_train_dataset,
     build_val_dataset,
+    build_degradation,
+    with_degradation_keys,
     load_pretrained,
 )
 from .checkpointing import G_BEST, G_EMA_LATEST, G_LATEST, RECIPE_FILE, STATE_FILE, Checkpointer
@@ -143,7 +145,7 @@ class Trainer:
         _set_deterministic(t.deterministic, self.device)
         self.checkpoints.check_start(resume)
         # data first: a missing or empty folder fails before any model is built
-        ds = train_dataset if train_dataset is not None else build_train_dataset(recipe)
+        ds = with_degradation_keys(recipe, train_dataset) if train_dataset is not None else build_train_dataset(recipe)
         if len(ds) == 0:
             raise DataError(f"{recipe.data.hr or 'training data'}: the training dataset is empty")
         try:
@@ -171,6 +173,9 @@ class Trainer:
         self.G = build_generator(recipe)
         self.D_I, self.D_GM = build_discriminators(recipe)
         self.loss = build_loss(recipe)
+        self.degradation = build_degradation(recipe)  # [degradation]: the LR is made from the HR on the device
+        if self.loss.needs_ema and t.ema <= 0:
+            raise RecipeError(f"{recipe.source}: loss.terms: a term compares G with its EMA copy; set train.ema > 0")
         if recipe.model.pretrained and not resume:
             report = load_pretrained(self.G, recipe.model.pretrained, strict=recipe.model.pretrained_strict)
             self._say(f"pretrained {recipe.model.pretrained}: {report.summary()}")
@@ -359,16 +364,24 @@ class Trainer:
         return {"psnr_y": sum(psnrs) / n, "ssim_y": sum(ssims) / n, "images": n, "iteration": self.iteration}
 
     # ------------------------------------------------------------------ one step
-    def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> tuple[bool, dict]:
+    def train_step(self, lr: torch.Tensor, hr: torch.Tensor, keys: Optional[torch.Tensor] = None) -> tuple[bool, dict]:
         """One G step and one D step. Returns ``(ok, terms)``; ``ok`` is False when a
         non-finite loss skipped the step (on every process)."""
+        if self.degradation is not None:  # Real-ESRGAN's pipeline on the batch, seeded by the items' keys
+            if keys is None:
+                raise ValueError("train_step: degradation is enabled, so the batch's degradation keys are needed")
+            lr, hr = self.degradation(hr.to(self.device, non_blocking=True), keys)
         lr, hr = self._to_device(lr), self._to_device(hr)
         Ds = [d for d in (self.D_I, self.D_GM) if d is not None]
         for d in Ds:
             d.requires_grad_(False)
         with self._autocast():
             out = as_output(self.G_train(lr))
-            gl = self.loss(out, hr, self.D_I, self.D_GM)
+            ema_sr = None
+            if self.ema is not None and self.loss.needs_ema:  # e.g. LDL: the EMA copy's output, no autograd
+                with torch.no_grad():
+                    ema_sr = as_output(self.ema.module(lr)).sr
+            gl = self.loss(out, hr, self.D_I, self.D_GM, ema_sr=ema_sr)
         terms = dict(gl.terms)
         bad = gdist.any_true(not math.isfinite(terms["total"]), self.dist, self.device)
         self.opt.g.zero_grad(set_to_none=True)
@@ -417,7 +430,8 @@ class Trainer:
         with self.reporter.run(self.iteration, t.iterations), signals:
             while self.iteration < t.iterations:
                 self._set_phase(self.in_warmup)
-                ok, terms = self.train_step(*next(data)[:2])
+                batch = next(data)  # (lr, hr) or, with [degradation], (lr, hr, keys)
+                ok, terms = self.train_step(*batch[: 3 if self.degradation is not None else 2])
                 self.sampler.advance()
                 self.opt.step_schedulers()
                 self.iteration += 1
