@@ -5,24 +5,32 @@ run, and copied back. Finished rows of the output leave the engine as *bands* th
 a sink (so ``upscale`` writes them straight into a ``uint8``/``uint16`` array and never
 holds a float32 copy of the full output).
 
-Blending. Tiles overlap by ``overlap`` LR pixels. Along each axis a tile's weight is
-a smooth window of the distance ``d`` (output pixels) to each edge that was *cut* (an
-edge on the image border is not cut and gets full weight)::
+Seams. Tiles overlap by ``overlap`` LR pixels. Along each axis a tile's weight is a
+window of the distance ``d`` (output pixels) to each edge that was *cut* (an edge on the
+image border is not cut and gets full weight)::
 
     w(d) = 0                                   d <  pad            (discarded margin)
          = sin^2(pi/2 * (d - pad + 0.5) / blend)   pad <= d < pad + blend
          = 1                                   otherwise
 
-with ``pad = overlap // 4`` and ``blend = overlap - 2 * pad`` (times the scale at the
-output). In a regular overlap the two windows sum to exactly 1 (sin^2 + cos^2); the
-output is ``sum(w * tile) / sum(w)`` with the 2-D weight ``w_y(y) * w_x(x)`` (tiles form
-a grid, so the normaliser is separable and costs two 1-D vectors, not an image).
+with ``pad = overlap // 2`` and ``blend = overlap - 2 * pad`` (0, or 1 for an odd
+overlap; times the scale at the output): the seam lies in the middle of the overlap and
+each side keeps ``overlap / 2`` LR pixels of true context. The output is
+``sum(w * tile) / sum(w)`` with the 2-D weight ``w_y(y) * w_x(x)`` (tiles form a grid, so
+the normaliser is separable and costs two 1-D vectors, not an image).
 
-The trade-off: every output pixel that gets weight is at least ``pad`` LR pixels from a
-cut edge, so it sees that much true context; a network whose effective receptive field
-is wider than ``pad`` differs from the untiled result near tile seams, smoothly (no
-visible seam) but measurably. Larger ``overlap`` costs ``((tile) / (tile - overlap))^2``
-times the compute. See docs/inference.md for measurements.
+Why a seam and not a wide cross-fade: what decides the error against the untiled
+result is the context the kept pixels had. Measured for the paper SPSR
+(``bench/upscale_throughput.py``, docs/inference.md), the largest difference falls from
+27 uint8 levels with no context to 0.9 with 2 LR px, 0.08 with 3 and 0.009 with 4; a
+cross-fade over half the overlap spends half of it on blending and keeps only a
+quarter as context, so it needs twice the overlap (and compute) for the same error.
+The grid is balanced (:func:`balanced_tile`): the tiles are shrunk to split the image
+evenly, so no tile hangs far over its neighbour.
+
+Tile size. ``tile="auto"`` (the default) takes the largest tile whose estimated peak
+memory fits a budget (:func:`plan_tile`; ``--max-memory``, default from the free memory)
+and runs the image in one piece when it fits: see :func:`plan_tile`.
 
 Out of memory. An OOM from the device (CUDA, MPS, or the CPU allocator) restarts the
 image with half the tile size, down to ``min_tile``.
@@ -71,7 +79,7 @@ TILE_AUTO = "auto"
 #: default tile (LR pixels, or ``"auto"``) and overlap between neighbouring tiles; see
 #: docs/inference.md for the measurements behind the overlap
 DEFAULT_TILE: Union[int, str] = TILE_AUTO
-DEFAULT_OVERLAP = 32
+DEFAULT_OVERLAP = 8
 #: the tile side used before tiles were sized from memory (``bench/upscale_throughput.py``'s baseline)
 LEGACY_TILE = 128
 
@@ -458,8 +466,8 @@ def _run_grid(model, lr, sink, s, tile, overlap, dev, dtype, with_grad, on_tile,
     else:
         th, tw = min(tile, h), min(tile, w)
     ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
-    pad = (overlap // 4) * s
-    blend = (overlap - 2 * (overlap // 4)) * s
+    pad = (overlap // 2) * s  # each side keeps overlap/2 LR px of context: a seam in the middle
+    blend = (overlap - 2 * (overlap // 2)) * s  # odd overlaps blend over one LR pixel
     wx = [edge_window(tw * s, cut_lo=x0 > 0, cut_hi=x0 + tw < w, pad=pad, blend=blend) for x0 in xs]
     wsum_x = torch.zeros(w * s, dtype=torch.float32)
     for x0, win in zip(xs, wx):
