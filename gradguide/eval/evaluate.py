@@ -306,11 +306,30 @@ def _batched_metrics(srs: list[torch.Tensor], hr: "ImageFeatures", wanted, crop:
     return out, notes
 
 
+def _dataset_name(folder, results: dict) -> str:
+    """The folder's name, made unique among the datasets already in ``results``."""
+    ds = Path(folder).resolve().name
+    base, k = ds, 2
+    while ds in results:
+        ds, k = f"{base}_{k}", k + 1
+    return ds
+
+
+def _super_resolve(net, lr: np.ndarray, scale: int, tile, overlap, device, precision) -> np.ndarray:
+    """``(H, W, 3)`` uint8 LR -> uint8 SR: MATLAB bicubic for ``net=None``, else the model (tiled)."""
+    from ..data.imresize import imresize
+    from ..infer.tiling import tiled_forward
+
+    if net is None:
+        return imresize(lr, float(scale))
+    lr_f = torch.from_numpy(lr).permute(2, 0, 1).float().div(255.0)[None]
+    out, _ = tiled_forward(net, lr_f, scale=scale, tile=tile, overlap=overlap, device=device, precision=precision)
+    return _u8(out[0])
+
+
 def _run(datasets, loaded, scale, crop, wanted, lpips_model, protocol, notes, max_images, tile, overlap,
          device, precision, console, prog, lr_cache: Optional[PathLike] = None) -> EvalReport:
-    from ..data.imresize import imresize
     from ..imageio import read_image
-    from ..infer.tiling import tiled_forward
     from . import metrics as M
     from .features import ImageFeatures
     from .lpips_metric import lpips_distance
@@ -323,10 +342,7 @@ def _run(datasets, loaded, scale, crop, wanted, lpips_model, protocol, notes, ma
         hr_files, lr_map = find_pairs(folder, scale)
         if max_images:
             hr_files = hr_files[:max_images]
-        ds = Path(folder).resolve().name
-        base, k = ds, 2
-        while ds in results:
-            ds, k = f"{base}_{k}", k + 1
+        ds = _dataset_name(folder, results)
         ds_names.append(ds)
         results[ds] = {name: DatasetResult(dataset=ds, method=name, path=str(folder)) for name, _ in loaded}
         task = prog.add_task(ds, total=len(hr_files))
@@ -365,12 +381,7 @@ def _run(datasets, loaded, scale, crop, wanted, lpips_model, protocol, notes, ma
             hr_feat = ImageFeatures(hr_t.to(device=mdev, dtype=torch.float64), crop)
             pending: list[tuple[str, torch.Tensor]] = []
             for name, net in loaded:
-                if net is None:
-                    sr = imresize(lr, float(scale))
-                else:
-                    lr_f = torch.from_numpy(lr).permute(2, 0, 1).float().div(255.0)[None]
-                    out, _ = tiled_forward(net, lr_f, scale=scale, tile=tile, overlap=overlap, device=device, precision=precision)
-                    sr = _u8(out[0])
+                sr = _super_resolve(net, lr, scale, tile, overlap, device, precision)
                 sr_t = _t(sr)
                 if sr_t.shape != hr_t.shape:
                     err = f"{f.name}: SR size {tuple(sr_t.shape[-2:])} != HR size {tuple(hr_t.shape[-2:])}"
@@ -407,9 +418,7 @@ def _run(datasets, loaded, scale, crop, wanted, lpips_model, protocol, notes, ma
 def _run_no_reference(datasets, loaded, scale, crop, wanted, protocol, notes, max_images, tile, overlap,
                       device, precision, console, prog) -> EvalReport:
     """Super-resolve real LR images (no HR) and measure the no-reference metrics."""
-    from ..data.imresize import imresize
     from ..imageio import list_images, read_image
-    from ..infer.tiling import tiled_forward
     from .niqe import niqe as niqe_fn
 
     results: dict[str, dict[str, DatasetResult]] = {}
@@ -423,10 +432,7 @@ def _run_no_reference(datasets, loaded, scale, crop, wanted, protocol, notes, ma
             raise DataError(f"--data {root}: no image files")
         if max_images:
             files = files[:max_images]
-        ds = root.resolve().name
-        base, k = ds, 2
-        while ds in results:
-            ds, k = f"{base}_{k}", k + 1
+        ds = _dataset_name(root, results)
         ds_names.append(ds)
         results[ds] = {name: DatasetResult(dataset=ds, method=name, path=str(folder)) for name, _ in loaded}
         task = prog.add_task(ds, total=len(files))
@@ -440,12 +446,7 @@ def _run_no_reference(datasets, loaded, scale, crop, wanted, protocol, notes, ma
                     results[ds][name].notes.append(f"skipped {f.name}: {exc}")
                 continue
             for name, net in loaded:
-                if net is None:
-                    sr = imresize(lr, float(scale))
-                else:
-                    lr_f = torch.from_numpy(lr).permute(2, 0, 1).float().div(255.0)[None]
-                    out, _ = tiled_forward(net, lr_f, scale=scale, tile=tile, overlap=overlap, device=device, precision=precision)
-                    sr = _u8(out[0])
+                sr = _super_resolve(net, lr, scale, tile, overlap, device, precision)
                 sc = ImageScores(name=f.name, metrics={m: None for m in METRICS})
                 if "NIQE" in wanted or "PI" in wanted:
                     try:
