@@ -66,6 +66,7 @@ def main(argv=None) -> int:
                     help="';'-separated metric lists (default: the usual table; all but LPIPS)")
     ap.add_argument("--quick", action="store_true", help="2 images of 128x96, 1 repeat (CI)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args(argv)
     if args.quick:
         args.images, args.size, args.repeats = 2, "128x96", 1
@@ -88,6 +89,8 @@ def main(argv=None) -> int:
         # warm-up (imports, lazy tables, allocator) on one image, outside the timings
         R.evaluate_images(files[:1], s, ["PSNR", "SSIM", "GMSD", "GradL1", "NIQE"])
         evaluate(["bicubic"], [folder], scale=s, metrics=["PSNR", "SSIM", "GMSD", "GradL1", "NIQE"], max_images=1, device=args.device)
+        summary = {"images": len(files), "size": [w, h], "device": args.device, "threads": torch.get_num_threads(),
+                   "load_start": os.getloadavg()[0], "sets": {}}
         print(f"{'metrics':<34}{'path':<12}{'s/image':>9}{'speed-up':>10}{'max |diff|':>12}")
         for mset in args.metric_sets.split(";"):
             metrics = [m.strip() for m in mset.split(",") if m.strip()]
@@ -112,10 +115,16 @@ def main(argv=None) -> int:
             base = best["old"]
             for label, sec in best.items():
                 print(f"{mset:<34}{label:<12}{sec / len(files):>9.3f}{base / sec:>9.2f}x{diff:>12.1e}")
+            summary["sets"][mset] = {k: v / len(files) for k, v in best.items()} | {"max_abs_diff": diff}
             if diff > 1e-6:
                 print(f"ERROR: values differ from the reference by {diff:.2e} (> 1e-6)")
                 return 1
         print(f"load average at end {os.getloadavg()[0]:.2f}")
+        summary["load_end"] = os.getloadavg()[0]
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps(summary, indent=2))
     return 0
 
 

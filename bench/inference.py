@@ -14,13 +14,20 @@ import time
 import torch
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def _sync(device) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 10, device: str = "cpu") -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
+        _sync(device)
         t = time.perf_counter()
         torch.mm(a, b)
+        _sync(device)
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
 
@@ -30,20 +37,25 @@ def time_forward(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> float
         model(x)  # warm-up
         best = float("inf")
         for _ in range(repeats):
+            _sync(x.device)
             t = time.perf_counter()
             model(x)
+            _sync(x.device)
             best = min(best, time.perf_counter() - t)
     return best
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=64, help="LR input size (default 64)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--nf", type=int, default=64)
     ap.add_argument("--nb", type=int, default=23)
-    args = ap.parse_args()
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--no-fusion-table", action="store_true", help="skip the FLOPs ratio table")
+    args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -52,7 +64,8 @@ def main() -> None:
     from gradguide_backbones.rrdb import RRDBNet
 
     torch.manual_seed(0)
-    peak_before = matmul_peak_gflops()
+    dev = args.device
+    peak_before = matmul_peak_gflops(device=dev)
     x = torch.rand(1, 3, args.size, args.size)
     rows = []
     for name, model in (
@@ -62,12 +75,13 @@ def main() -> None:
     ):
         model.eval()
         flops = count_flops(model, x)
-        sec = time_forward(model, x, args.repeats)
+        sec = time_forward(model.to(dev), x.to(dev), args.repeats)
         rows.append((name, count_params(model), flops, sec))
 
     # the machine is shared: take the best of a peak measured before and after the models
-    peak = max(peak_before, matmul_peak_gflops())
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, LR input {args.size}x{args.size}")
+    peak = max(peak_before, matmul_peak_gflops(device=dev))
+    where = torch.cuda.get_device_name(0) if dev.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}, fp32, LR input {args.size}x{args.size}")
     print(f"dense fp32 matmul peak (2048^3, same run): {peak:.1f} GFLOP/s")
     print(f"{'model':<22}{'params (M)':>11}{'GFLOPs':>9}{'s/img':>8}{'img/s':>8}{'GFLOP/s':>9}{'of peak':>9}")
     for name, params, flops, sec in rows:
@@ -76,6 +90,14 @@ def main() -> None:
     (_, p0, f0, s0), *guided = rows
     for name, p1, f1, s1 in guided:
         print(f"{name} / RRDBNet: params {p1 / p0:.2f}x, FLOPs {f1 / f0:.2f}x, time {s1 / s0:.2f}x")
+    if args.json:
+        import json
+
+        with open(args.json, "w") as fh:
+            json.dump({"device": where, "size": args.size, "matmul_peak_gflops": peak,
+                       "models": {n: {"params": p, "flops": f, "seconds": sec} for n, p, f, sec in rows}}, fh, indent=2)
+    if not args.no_fusion_table:
+        print_fusion_ratios()
 
 
 # ---------------------------------------------------------------------------------
@@ -109,4 +131,3 @@ def print_fusion_ratios(size: int = 32) -> None:
 
 if __name__ == "__main__":
     main()
-    print_fusion_ratios()

@@ -54,7 +54,7 @@ class _Synthetic(torch.utils.data.Dataset):
         return torch.nn.functional.avg_pool2d(hr[None], self.scale)[0], hr
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipe", default="spsr_x4")
     ap.add_argument("--batch", type=int, default=2)
@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     ap.add_argument("--json", default=None, help="also write the result here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -80,6 +80,10 @@ def context_table(name, model, n, overlaps, device, scale):
 
     from gradguide.infer.tiling import tiled_forward
 
+    # full fp32 convolutions: TF32 would add its own (shape-dependent) rounding to the comparison
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
     x = _image(n)
     t = time.perf_counter()
     ref, _ = tiled_forward(model, x, scale=scale, tile=None, device=device)
@@ -94,11 +98,13 @@ def context_table(name, model, n, overlaps, device, scale):
         d = (out - ref).abs().max().item() * 255
         d8 = (_u8(out) - ref8).abs()
         rows.append((o, tile, d, int(d8.max().item()), (d8 > 0).float().mean().item(), sec / t_untiled))
-    print(f"\n{name}: context, {n}x{n} LR x{scale}, 2x2 tiles vs untiled ({t_untiled:.1f} s untiled)")
+    torch.backends.cudnn.allow_tf32 = True  # back to torch's default for the timings
+    print(f"\n{name}: context, {n}x{n} LR x{scale}, 2x2 tiles vs untiled ({t_untiled:.1f} s untiled); "
+          f"each side of a seam keeps overlap/2 LR px of context")
     print(f"{'overlap':>8}{'tile':>6}{'max |diff| (levels, float)':>28}{'max uint8 diff':>16}{'uint8 values differing':>24}{'time/untiled':>14}")
     for o, tile, d, m8, frac, rel in rows:
         print(f"{o:>8}{tile:>6}{d:>28.3f}{m8:>16}{frac:>23.3%}{rel:>13.2f}x")
-    return rows
+    return {"untiled_s": t_untiled, "rows": [dict(zip(("overlap", "tile", "max_diff_levels", "max_uint8_diff", "frac_differing", "time_vs_untiled"), r)) for r in rows]}
 
 
 def throughput(name, model, n, device, scale, max_memory, repeats):
@@ -138,7 +144,8 @@ def throughput(name, model, n, device, scale, max_memory, repeats):
     print(f"{'':<62}{'s':>8}{'MP/s':>9}{'vs old':>8}")
     for label, sec in rows:
         print(f"{label:<62}{sec:>8.2f}{mp / sec:>9.3f}{old_s / sec:>7.2f}x")
-    return old_s / new_s
+    return {"size": n, "mp": mp, "old_s": old_s, "new_s": new_s, "speedup": old_s / new_s,
+            "tile": plan.tile, "budget": plan.budget, "estimated_peak": plan.estimated_peak, "per_pixel": plan.per_pixel}
 
 
 def fits_untiled(name, model, n, device, scale, max_memory):
@@ -158,13 +165,14 @@ def fits_untiled(name, model, n, device, scale, max_memory):
     auto = time.perf_counter() - t
     print(f"{name}: {n}x{n} LR fits: default ran {'untiled' if used >= n else f'tiled ({used})'}, "
           f"{auto:.2f} s vs untiled {untiled:.2f} s = {auto / untiled:.2f}x")
+    return {"size": n, "untiled": used >= n, "auto_s": auto, "untiled_s": untiled, "ratio": auto / untiled}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=512, help="LR side for the throughput part (default 512)")
     ap.add_argument("--context-size", type=int, default=64, help="LR side for the context part (default 64; 0 skips it)")
-    ap.add_argument("--overlaps", default="0,4,8,16,32", help="overlaps to test in the context part")
+    ap.add_argument("--overlaps", default="0,2,4,6,8,16", help="overlaps to test in the context part (each side keeps half)")
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--nf", type=int, default=64)
     ap.add_argument("--nb", type=int, default=23)
@@ -177,9 +185,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--quick", action="store_true", help="tiny models and sizes (CI: exercised, not timed)")
+    ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args(argv)
     if args.quick:
-        args.size, args.context_size, args.overlaps, args.fit_size = 40, 24, "0,8", 24
+        args.size, args.context_size, args.overlaps, args.fit_size = 40, 24, "0,4", 24
 
     import torch
 
@@ -189,16 +198,24 @@ def main(argv=None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     dev_name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {dev_name}, fp32; load average at start {load:.2f}")
+    summary = {"device": dev_name, "load_start": load, "models": {}}
     for name, model in _models(args):
         if args.only and args.only.lower() not in name.lower():
             continue
+        res = summary["models"][name] = {}
         if args.context_size:
-            context_table(name, model.to(args.device), args.context_size, overlaps, args.device, args.scale)
+            res["context"] = context_table(name, model.to(args.device), args.context_size, overlaps, args.device, args.scale)
         if not args.skip_throughput:
-            throughput(name, model, args.size, args.device, args.scale, args.max_memory, args.repeats)
+            res["throughput"] = throughput(name, model, args.size, args.device, args.scale, args.max_memory, args.repeats)
         if args.fit_size:
-            fits_untiled(name, model, args.fit_size, args.device, args.scale, args.max_memory)
-    print(f"\nload average at end {os.getloadavg()[0]:.2f}")
+            res["fits"] = fits_untiled(name, model, args.fit_size, args.device, args.scale, args.max_memory)
+    summary["load_end"] = os.getloadavg()[0]
+    print(f"\nload average at end {summary['load_end']:.2f}")
+    if args.json:
+        import json
+
+        with open(args.json, "w") as fh:
+            json.dump(summary, fh, indent=2)
     return 0
 
 

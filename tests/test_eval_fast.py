@@ -143,3 +143,12 @@ def test_lr_cache_is_written_reused_and_keyed(tmp_path):
     assert np.array_equal(bicubic_lr(f, hr, 4, cache), lr)
     bicubic_lr(f, hr[:32, :40], 2, cache)
     assert len(list(cache.rglob("*.npy"))) == 2
+
+
+def test_reference_ssim_without_kornia_equals_kornia():
+    kornia_metrics = pytest.importorskip("kornia.metrics")
+    g = torch.Generator().manual_seed(3)
+    a = torch.rand(2, 1, 40, 50, generator=g, dtype=torch.float64) * 255
+    b = (a + 9 * torch.randn(2, 1, 40, 50, generator=g, dtype=torch.float64)).clamp(0, 255)
+    ref = kornia_metrics.ssim(a, b, 11, max_val=255.0, padding="valid")
+    assert torch.allclose(R._ssim_map_2d(a, b), ref, rtol=0, atol=1e-12)
