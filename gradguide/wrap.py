@@ -40,7 +40,7 @@ from .ops import gradient_map
 from .plugins import find_architecture, registries
 from .registry import Architecture
 from .spec import GuidanceSpec
-from .types import SROutput
+from .types import SROutput, as_output
 
 __all__ = [
     "GuidedSR",
@@ -103,12 +103,12 @@ class BackboneLoadReport:
         return not self.missing and not self.unexpected
 
 
-def _first_tensor(out: Any) -> Tensor:
-    if isinstance(out, Tensor):
-        return out
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
-        return out[0]
-    raise SpecError(f"tapped module returned {type(out).__name__}, expected a Tensor")
+def _first_tensor(out: Any, what: str = "tapped module") -> Tensor:
+    """The tensor a module returned (its first, for a tuple): :func:`gradguide.types.as_output`'s ``sr``."""
+    try:
+        return as_output(out, what).sr
+    except TypeError as exc:
+        raise SpecError(str(exc)) from None
 
 
 class GuidedSR(nn.Module):
@@ -253,7 +253,7 @@ class GuidedSR(nn.Module):
             self._ctx = None
         if grad is None:
             raise SpecError("GuidedSR: the fusion point never ran; check spec.replace / spec.lr_feature")
-        return SROutput(_first_tensor(sr), grad, lr_grad)
+        return SROutput(_first_tensor(sr, "backbone"), grad, lr_grad)
 
     def warmup_modules(self) -> list[nn.Module]:
         """Modules that train during the branch warm-up (the fusion block)."""
