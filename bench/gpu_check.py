@@ -13,6 +13,7 @@ Items (``--dry``: the same code paths on CPU with tiny sizes, for CI):
 * ``inference``: ``bench/inference.py`` (RRDBNet, paper SPSR, lr fusion; 64x64 LR);
 * ``upscale``: ``bench/upscale_throughput.py`` (context table, MP/s old vs new at 512 x4);
 * ``eval``: ``bench/eval_throughput.py`` (old vs new evaluation, metrics on the GPU);
+* ``loader``: ``bench/loader.py`` (samples/s of the spsr_x4 pipeline on this host's CPUs);
 * ``train``: ``gradguide train spsr_x4`` on scikit-image's bundled photos for
   ``--train-iters`` iterations; passes when the mean reconstruction loss
   (pixel + gradient_pixel + branch) of the last fifth is below that of the first fifth.
@@ -131,13 +132,22 @@ def main(argv=None) -> int:
 
         js = out / "eval.json"
         argv = ["--device", dev, "--json", str(js)]
-        argv += ["--quick"] if dry else ["--images", "10", "--repeats", "2"]
+        argv += ["--quick"] if dry else ["--images", "10", "--repeats", "1"]
         rc = eval_throughput.main(argv)
         r = json.loads(js.read_text())
         if rc:
             raise RuntimeError("eval values differ from the reference")
         figs = "; ".join(f"{k}: x{v['old'] / v['new, warm']:.2f}" for k, v in r["sets"].items())
         return figs, r
+
+    def loader_item():
+        import loader
+
+        js = out / "loader.json"
+        loader.main(["--json", str(js)] + (["--quick"] if dry else ["--workers", "0,4,8", "--batches", "6"]))
+        r = json.loads(js.read_text())
+        best = max(x["samples_per_s"] for x in r["rows"])
+        return f"best {best:.0f} samples/s of {r['need_samples_per_s']:.0f} needed ({'keeps up' if r['keeps_up'] else 'short'})", r
 
     def train_item():
         iters = args.train_iters or (6 if dry else 120)
@@ -180,6 +190,7 @@ def main(argv=None) -> int:
         Item("inference", inference_item, 10),
         Item("upscale", upscale_item, 25),
         Item("eval", eval_item, 25),
+        Item("loader", loader_item, 15),
         Item("train", train_item, 60),
         Item("train_step bf16+compile", train_step_item("bf16_compile", ["--amp", "bf16", "--compile"]), 60),
     ]

@@ -36,7 +36,9 @@ SPSR_X4_STEP_GFLOP_PER_SAMPLE = 880.2 / 2  # bench/train_step.py, batch 2, 32x32
 def measure(dataset, workers: int, batch: int, batches: int) -> float:
     import torch
 
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
+    # sampled with replacement: as many batches as asked for, whatever the dataset's size
+    sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=batch * (batches + 1))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
                                          persistent_workers=workers > 0, drop_last=True)
     it = iter(loader)
     next(it)  # warm-up: worker start, first decode
