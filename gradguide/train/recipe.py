@@ -168,6 +168,7 @@ class DataConfig:
     augment: bool = True
     workers: int = 0
     seed: int = 0
+    cache: bool = False  # keep decoded training images in memory (per worker): bench/loader.py
 
 
 @dataclass
