@@ -254,3 +254,41 @@ def test_cli_ctrl_c_prints_the_resume_command_and_resume_needs_only_the_folder(t
     assert done.returncode == 0, done.stderr[-3000:]
     assert "done: 1 iterations (5 -> 6)" in done.stderr
     assert load_state_file(run / STATE_FILE)["iteration"] == 6
+
+
+def test_cli_disk_full_during_training_is_one_line_with_the_resume_command(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import gradguide.train.state as S
+    from gradguide.cli import main
+
+    data = _images(tmp_path / "hr")
+    run = tmp_path / "run"
+    real = S.atomic_write
+    writes = [0]
+
+    def full_after_first(path, write, **kw):
+        if path.name == STATE_FILE:
+            writes[0] += 1
+            if writes[0] > 1:  # the disk fills up while the second state is written
+
+                def write(fh):
+                    fh.write(b"half")
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        return real(path, write, **kw)
+
+    monkeypatch.setattr(S, "atomic_write", full_after_first)
+    args = [
+        "train", "quickstart", "--data-hr", str(data), "--out", str(run), "--device", "cpu",
+        "--set", "model.nf=4", "--set", "model.nb=1", "--set", "model.gc=4", "--set", "model.scale=2",
+        "--set", "data.crop=16", "--set", "train.iterations=3", "--set", "train.batch_size=2",
+        "--set", "train.checkpoint_every=1", "--set", "train.time_limit_s=0", "--set", "val.every=0",
+        "--set", "log.tensorboard=false", "--set", "log.progress=false", "--set", "loss.perceptual=0",
+    ]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "No space left on device; training stopped" in err[-1]
+    assert ".tmp" not in err[-1] and err[-1].endswith(f"resume with: gradguide train --resume {run}")
+    assert load_state_file(run / STATE_FILE)["iteration"] == 1
+    assert not list(run.glob(".*.tmp"))

@@ -153,7 +153,21 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     out = _out_dir(args, recipe)
     console = make_console()
-    result = train(recipe, out, resume=bool(args.resume), console=console)
+    try:
+        result = train(recipe, out, resume=bool(args.resume), console=console)
+    except OSError as exc:
+        from ..errors import BatchStopped, GradguideError
+        from ..fileio import FATAL_WRITE_ERRNOS, os_reason
+        from ..train.state import state_exists
+
+        if isinstance(exc, GradguideError) or exc.errno not in FATAL_WRITE_ERRNOS:
+            raise
+        where = exc.filename or out
+        if state_exists(out / STATE_FILE):
+            then = f"the last complete checkpoint in {out} is kept; free space, then resume with: {resume_command(out)}"
+        else:
+            then = "no checkpoint was written yet"
+        raise BatchStopped(f"{where}: {os_reason(exc)}; training stopped, {then}") from None
     say = lambda msg: console.print(msg, highlight=False, markup=False)  # noqa: E731
     ran = result.iteration - result.start_iteration
     if result.stopped in ("SIGINT", "SIGTERM", "time limit"):
