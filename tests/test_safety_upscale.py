@@ -184,9 +184,9 @@ def test_disk_full_stops_the_batch_with_one_line_saying_what_was_written(tmp_pat
     _fail_writes_after(monkeypatch, 2, errno.ENOSPC)
     rc = main(["upscale", str(model_file), str(tmp_path / "in"), "-o", str(tmp_path / "out2"), "--no-progress"])
     err = capsys.readouterr().err
-    assert rc == 2 and "written before stopping: a.png, b.png" in err
-    error_lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
-    assert len(error_lines) == 1 and str(tmp_path / "out2") in error_lines[0] and "No space left" in error_lines[0]
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err  # one line, and it says what was written
+    assert err.startswith("error: -o ") and str(tmp_path / "out2") in err and "No space left" in err
+    assert "2 written (a.png, b.png), 2 not written" in err
     assert not list((tmp_path / "out2").glob(".*.tmp"))
 
 

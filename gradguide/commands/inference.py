@@ -65,24 +65,15 @@ def _tile_arg(v: str):
 
 
 def _upscale(args: argparse.Namespace) -> int:
-    from ..errors import BatchStopped
     from ..infer.upscale import upscale
 
     err = make_console()
-    try:
-        results = upscale(
-            args.model, args.inputs, args.out, scale=args.scale, tile=args.tile or None, overlap=args.overlap, max_memory=args.max_memory,
-            device=resolve_device_arg(args.device), precision=args.precision, save_grad=args.save_grad,
-            compare=args.compare, max_pixels=args.max_pixels, suffix=args.suffix, overwrite=args.overwrite,
-            progress=not args.no_progress, console=err,
-        )
-    except BatchStopped as exc:
-        written = [r for r in exc.results if r.written]
-        if written:
-            names = [r.output.name for r in written]
-            more = f" (+{len(names) - 10} more)" if len(names) > 10 else ""
-            err.print(f"written before stopping: {', '.join(names[:10])}{more}", highlight=False, markup=False)
-        raise
+    results = upscale(
+        args.model, args.inputs, args.out, scale=args.scale, tile=args.tile or None, overlap=args.overlap, max_memory=args.max_memory,
+        device=resolve_device_arg(args.device), precision=args.precision, save_grad=args.save_grad,
+        compare=args.compare, max_pixels=args.max_pixels, suffix=args.suffix, overwrite=args.overwrite,
+        progress=not args.no_progress, console=err,
+    )
     err.print(_summary(results, args.out), highlight=False, markup=False)
     return 0 if all(r.ok for r in results) else 1
 

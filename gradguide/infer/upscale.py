@@ -341,9 +341,10 @@ def upscale(
                     results.append(res)
                     done = [x for x in results if x.written]
                     left = len(files) - k
+                    names = ", ".join(x.output.name for x in done[:8]) + (f" +{len(done) - 8} more" if len(done) > 8 else "")
                     raise BatchStopped(
                         f"-o {out}: {os_reason(exc)} while writing {targets['sr'].name}; stopped with "
-                        f"{len(done)} written, {left} not written",
+                        f"{len(done)} written{f' ({names})' if done else ''}, {left} not written",
                         results,
                     ) from None
                 skip(res, f"{f}: cannot write {targets['sr']} ({os_reason(exc)})")
