@@ -15,7 +15,7 @@ bands, uint8 output buffer) and stops after ``--tiles`` tiles, then extrapolates
 Tile activations repeat identically for every tile, so the first tile already shows
 their peak. Use ``--tiles 0`` (all) on a machine with time to spare for a measured figure.
 
-    python bench/upscale_memory.py --size 2048 --scale 4 --tile 192 --tiles 1
+    python bench/upscale_memory.py --size 2048 --scale 4 --max-memory 3G --tiles 2
 """
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def main(argv=None) -> int:
     ap.add_argument("--nf", type=int, default=64)
     ap.add_argument("--nb", type=int, default=23)
     ap.add_argument("--gc", type=int, default=32)
-    ap.add_argument("--tile", type=int, default=None, help="tile side (default: gradguide's default)")
+    ap.add_argument("--tile", type=int, default=None, help="tile side (default: planned from --max-memory)")
+    ap.add_argument("--max-memory", default="3G", help="budget the tile is planned for (default 3G)")
     ap.add_argument("--overlap", type=int, default=None)
     ap.add_argument("--tiles", type=int, default=1, help="stop after this many tiles (0 = full run)")
     ap.add_argument("--threads", type=int, default=None)
@@ -51,13 +52,12 @@ def main(argv=None) -> int:
 
     import torch
 
-    from gradguide.infer.tiling import DEFAULT_OVERLAP, DEFAULT_TILE, tile_starts
+    from gradguide.infer.tiling import DEFAULT_OVERLAP, balanced_tile, plan_tile, tile_starts
     from gradguide.infer.upscale import upscale_image
     from gradguide.spsr import create_spsr
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    tile = args.tile or DEFAULT_TILE
     overlap = DEFAULT_OVERLAP if args.overlap is None else args.overlap
     s, n = args.scale, args.size
     base = rss_peak_mb()
@@ -66,6 +66,12 @@ def main(argv=None) -> int:
     g = torch.Generator().manual_seed(0)
     lr = torch.rand(3, n, n, generator=g)
     after_setup = rss_peak_mb()
+    plan = plan_tile(model, (1, 3, n, n), scale=s, overlap=overlap, max_memory=args.max_memory)
+    tile = args.tile or plan.tile or n
+    tile = balanced_tile(n, tile, overlap)
+    print(f"plan for --max-memory {args.max_memory}: tile {plan.tile} (balanced {tile}), estimated peak "
+          f"{plan.estimated_peak / 2**20:.0f} MiB of a {plan.budget / 2**20:.0f} MiB budget "
+          f"(fixed {plan.fixed / 2**20:.0f} MiB, {plan.per_pixel / 1e3:.1f} kB traced activations per LR px)")
     per_row = len(tile_starts(n, tile, overlap))
     total_tiles = per_row**2
     done = {"n": 0, "t0": time.perf_counter(), "first": None}
@@ -82,7 +88,7 @@ def main(argv=None) -> int:
           f"tile {tile}, overlap {overlap}, {total_tiles} tiles, torch threads {torch.get_num_threads()}")
     full = True
     try:
-        upscale_image(model, lr, scale=s, tile=tile, overlap=overlap, on_tile=on_tile)
+        upscale_image(model, lr, scale=s, tile=tile, overlap=overlap, on_tile=on_tile)  # tile already balanced
     except _Stop:
         full = False
     peak = rss_peak_mb()

@@ -152,3 +152,21 @@ def test_reference_ssim_without_kornia_equals_kornia():
     b = (a + 9 * torch.randn(2, 1, 40, 50, generator=g, dtype=torch.float64)).clamp(0, 255)
     ref = kornia_metrics.ssim(a, b, 11, max_val=255.0, padding="valid")
     assert torch.allclose(R._ssim_map_2d(a, b), ref, rtol=0, atol=1e-12)
+
+
+def test_cli_lr_cache_fills_and_reuses(tmp_path, shared_dir):
+    from gradguide.cli import main
+
+    ds = tmp_path / "Folder"
+    ds.mkdir()
+    Image.fromarray(_photo(shared_dir, size=(48, 64))).save(ds / "a.png")
+    cache = tmp_path / "lrcache"
+    args = ["eval", "bicubic", "--data", str(ds), "--metrics", "PSNR,SSIM", "--lr-cache", str(cache), "--json"]
+    assert main(args + [str(tmp_path / "r1.json")]) == 0
+    (entry,) = list(cache.rglob("*.npy"))
+    assert main(args + [str(tmp_path / "r2.json")]) == 0
+    import json
+
+    r1, r2 = (json.loads((tmp_path / f).read_text()) for f in ("r1.json", "r2.json"))
+    assert r1["datasets"]["Folder"]["Bicubic"]["mean"] == r2["datasets"]["Folder"]["Bicubic"]["mean"]
+    assert list(cache.rglob("*.npy")) == [entry]

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction, fmt: type) -> None:
                    help="the --data folders hold real LR photos without HR: upscale them and report only the "
                    "no-reference metrics (NIQE); in an HR/ + LR/ folder only the LR side is read")
     p.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images of each dataset")
+    p.add_argument("--lr-cache", default=None, metavar="DIR",
+                   help="keep the bicubic LR images made from HR here (per dataset and scale) and reuse them "
+                   "on later runs (default $GRADGUIDE_LR_CACHE, else none)")
     p.set_defaults(func=_eval)
 
 
@@ -48,7 +51,7 @@ def _eval(args: argparse.Namespace) -> int:
     report = evaluate(
         args.models, args.data, scale=args.scale, metrics=metrics, lpips_net=args.lpips_net,
         lpips_weights=args.lpips_weights, require_lpips=args.require_lpips, device=resolve_device_arg(args.device),
-        precision=args.precision, tile=args.tile, overlap=args.overlap, max_images=args.max_images,
+        precision=args.precision, tile=args.tile, overlap=args.overlap, max_images=args.max_images, lr_cache=args.lr_cache,
         progress=err.is_terminal, console=err, no_reference=args.no_reference,
     )
     print_report(report, make_console(stderr=False))
