@@ -404,7 +404,10 @@ def train_arm(arm: Arm, b: Budget, work: Path, data_root: Path, device: str, dea
     plan = json.loads((work / "plan.json").read_text())
     init = ""
     if arm.init:  # the shared start: the earlier stage's arm at that stage's common iteration
-        it = plan["init_iteration"][arm.init]
+        it = plan["init_iteration"].get(arm.init, 0)
+        if not it:
+            raise SystemExit(f"{arm.name}: its start {arm.init!r} has no snapshot at an iteration that every PSNR arm reached "
+                             f"(snapshots every val_every iterations): give the PSNR stage more time (--psnr-until-s) and run again")
         init = str(generator_at(work, arm.init, it))
     recipe = build_recipe(arm, b, work, device, left if deadline else 0.0, init)
     val = ValidationDataset(data_root / "test" / "Set5", SCALE)
@@ -477,8 +480,11 @@ def export_arm(name: str, work: Path, dest: Path) -> Optional[Path]:
     from safetensors.torch import save_file
 
     src, _ = evaluated_generator(work, name)
-    if src is None:
-        return None
+    if src is None:  # not evaluated yet: the latest snapshot
+        snaps = snapshots(work, name)
+        if not snaps:
+            return None
+        src = snaps[max(snaps)]
     with safe_open(str(src), "pt") as fh:
         meta = dict(fh.metadata() or {})
         tensors = {k: (t.half() if t.is_floating_point() else t) for k in fh.keys() for t in [fh.get_tensor(k)]}
@@ -534,6 +540,10 @@ def run(args) -> None:
     def settle(stage: str, what: str) -> None:  # record a stage's common iteration in the plan
         names = stage_members(all_arms, stage)
         it = common_iteration(work, names) if stage != "default" else 0
+        if stage != "default" and not it:
+            reached = {n: max(snapshots(work, n), default=0) for n in names}
+            print(f"stage {stage}: no iteration that every arm has a snapshot of (reached: {reached}); "
+                  f"its arms are not compared or exported until a longer run", flush=True)
         p = json.loads(plan_path.read_text())
         for n in names:
             p[what][n] = it if stage != "default" else max(snapshots(work, n), default=0)
@@ -545,7 +555,7 @@ def run(args) -> None:
     for a in sorted(all_arms, key=lambda a: order[a.stage]):
         deps = tuple(f"train:{n}" for n in stage_members(all_arms, "psnr")) if a.init else ()
         before = (lambda: settle("psnr", "init_iteration")) if a.init else None
-        head = t0 + args.default_head_start_s if a.stage != "default" else 0.0  # the default model alone first
+        head = t0 + args.default_head_start_s if a.stage in ("psnr", "gan") else 0.0  # the default model first
         tasks.append(Task(f"train:{a.name}", ["_train", a.name, "--deadline", str(box(a.stage)), *common], deps, before, head))
     for a in all_arms:
         if a.stage == "drift":
@@ -780,6 +790,9 @@ def main(argv=None) -> None:
                    help="the default model trains alone for this many seconds before the study arms start")
     r.add_argument("--gan-until-s", type=float, default=0.0,
                    help="time box: the GAN stage and the default model stop this many seconds after the start")
+    ex = sub.add_parser("export", help="export every arm's evaluated (else latest) generator as fp16 safetensors")
+    ex.add_argument("--work", default=str(DEFAULT_WORK))
+    ex.add_argument("--export-dir", default=str(EXPORT_DIR))
     rep = sub.add_parser("report", help="write docs/results.md and docs/results.json")
     rep.add_argument("--work", default=str(DEFAULT_WORK))
     rep.add_argument("--docs", default=str(REPO / "docs"))
@@ -796,6 +809,12 @@ def main(argv=None) -> None:
         return run(args)
     if args.cmd == "report":
         return report(args)
+    if args.cmd == "export":
+        plan = json.loads((Path(args.work) / "plan.json").read_text())
+        for a in plan["arms"]:
+            if a["export"]:
+                export_arm(a["name"], Path(args.work), Path(args.export_dir))
+        return None
     b = BUDGETS[args.budget]
     work, data_root = Path(args.work), Path(args.data_root)
     device = args.device

@@ -79,6 +79,30 @@ class TrainResult:
     saved_iteration: Optional[int] = None  # the iteration of the last checkpoint written
 
 
+def ema_with_warmup(decay: float):
+    """EMA update for :class:`torch.optim.swa_utils.AveragedModel` whose decay ramps up as
+    ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates (the warm-up of timm's ModelEmaV3).
+
+    A constant decay keeps ``decay**n`` of the *initial, random* weights: at 0.999 that is
+    37 % after 1000 iterations and 12 % after 2000, so an EMA model validated or shipped
+    early is a blend with noise -- it showed as a large global colour/intensity bias that
+    fades only slowly (docs/results.md, "Validation curves"). With the warm-up the average
+    follows G at first and smooths it from then on."""
+
+    @torch.no_grad()
+    def update(ema_params, params, num_averaged) -> None:
+        n = int(num_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        floats = [(e, p) for e, p in zip(ema_params, params) if e.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([e for e, _ in floats], [p for _, p in floats], 1.0 - d)
+        for e, p in zip(ema_params, params):
+            if not e.is_floating_point():
+                e.copy_(p)
+
+    return update
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -191,9 +215,9 @@ class Trainer:
                 d.train()
         self.ema = None
         if t.ema > 0:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+            from torch.optim.swa_utils import AveragedModel
 
-            self.ema = AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True)
+            self.ema = AveragedModel(self.G, multi_avg_fn=ema_with_warmup(t.ema), use_buffers=True)
             self.ema.eval()
         self.opt: Optimizers = build_optimizers(recipe, self.G, self.D_I, self.D_GM)
         self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[t.amp]
