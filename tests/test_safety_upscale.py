@@ -165,8 +165,11 @@ def _fail_writes_after(monkeypatch, n_ok, err):
 
     def failing(path, write, **kw):
         calls[0] += 1
-        if calls[0] > n_ok:
-            raise OSError(err, os.strerror(err), str(path.parent / f".{path.name}.x1y2.tmp"))
+        if calls[0] > n_ok:  # the OS refuses the bytes, as a full or read-only disk does
+
+            def write(fh):
+                raise OSError(err, os.strerror(err))
+
         return real(path, write, **kw)
 
     monkeypatch.setattr(F, "atomic_write", failing)
