@@ -153,8 +153,8 @@ def _read_torch(p: Path) -> tuple[dict[str, Tensor], dict[str, str], Optional[st
             obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"{p}: refused: {_pickle_refusal(exc)}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint (truncated or corrupt?): {one_line(exc)}") from None
+    except Exception as exc:  # a damaged pickle can raise nearly anything (IndexError, KeyError, ...)
+        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint (truncated or corrupt?): {type(exc).__name__}: {one_line(exc, 200)}") from None
     meta: dict[str, str] = {}
     container = None
     if isinstance(obj, dict):
