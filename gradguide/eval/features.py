@@ -59,23 +59,31 @@ def gaussian_1d(n: int, sigma: float, *, dtype=torch.float64, device=None) -> Te
     return (g / g.sum()).to(dtype=dtype, device=device)
 
 
-def filter_valid(x: Tensor, g: Tensor) -> Tensor:
+def filter_valid(x: Tensor, g: Tensor, *, band: int = 32) -> Tensor:
     """Separable correlation of ``(..., H, W)`` with ``outer(g, g)``, 'valid' region only.
 
     Two 1-D passes of in-place multiply-adds over shifted views: ``2n`` fused passes over
     the image instead of the ``n^2`` of a 2-D window, in the input's dtype on its device.
+    On the CPU the output is made in bands of ``band`` rows, so that both passes of a
+    band stay in cache (twice as fast on 1024x768; the same operations, the same bits).
     """
     n = g.numel()
     w = [float(v) for v in g.tolist()]
-    ow = x.shape[-1] - n + 1
-    o = x[..., 0:ow] * w[0]
-    for k in range(1, n):
-        o.add_(x[..., k : k + ow], alpha=w[k])
-    oh = o.shape[-2] - n + 1
-    p = o[..., 0:oh, :] * w[0]
-    for k in range(1, n):
-        p.add_(o[..., k : k + oh, :], alpha=w[k])
-    return p
+    oh, ow = x.shape[-2] - n + 1, x.shape[-1] - n + 1
+    if x.device.type != "cpu":
+        band = oh
+    out = torch.empty(*x.shape[:-2], oh, ow, dtype=x.dtype, device=x.device)
+    for r0 in range(0, oh, band):
+        r1 = min(oh, r0 + band)
+        slab = x[..., r0 : r1 + n - 1, :]
+        o = slab[..., 0:ow] * w[0]
+        for k in range(1, n):
+            o.add_(slab[..., k : k + ow], alpha=w[k])
+        p = out[..., r0:r1, :]
+        torch.mul(o[..., 0 : r1 - r0, :], w[0], out=p)
+        for k in range(1, n):
+            p.add_(o[..., k : k + r1 - r0, :], alpha=w[k])
+    return out
 
 
 def _crop(x: Tensor, crop: int) -> Tensor:
@@ -123,8 +131,9 @@ class ImageFeatures:
         """Y of BT.601 (MATLAB ``rgb2ycbcr``), ``(B, 1, H, W)``, before the crop."""
         r, g, b = self.rgb[:, 0:1], self.rgb[:, 1:2], self.rgb[:, 2:3]
         y = r * _Y_COEF[0]
-        y.add_(g * _Y_COEF[1]).add_(b * _Y_COEF[2]).add_(16.0)
-        return torch.floor(y.add_(0.5)) if self.rounded else y
+        tmp = torch.mul(g, _Y_COEF[1])
+        y.add_(tmp).add_(torch.mul(b, _Y_COEF[2], out=tmp)).add_(16.0)
+        return y.add_(0.5).floor_() if self.rounded else y
 
     @cached_property
     def y(self) -> Tensor:
