@@ -490,7 +490,8 @@ def _run_grid(model, lr, sink, s, tile, overlap, dev, dtype, with_grad, on_tile,
             with torch.no_grad():
                 sr, grad = split_output(model(x))
             if sr.shape[-2:] != (th * s, tw * s):
-                raise InferenceError(f"model output {tuple(sr.shape[-2:])} for a {th}x{tw} tile is not x{s}; pass the right --scale")
+                got = f"the model is x{sr.shape[-1] // tw}" if tw and sr.shape[-1] % tw == 0 and sr.shape[-2] == th * (sr.shape[-1] // tw) else f"the model gives {tuple(sr.shape[-2:])} for a {th}x{tw} tile"
+                raise InferenceError(f"--scale {s}: {got}; pass the model's own scale (or leave --scale out)")
             oc = sr.shape[1]
             rows = end - p0
             if acc is None or acc.shape[-2] < rows:
