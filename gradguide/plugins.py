@@ -150,9 +150,19 @@ def _plugin_order(name: str) -> tuple[int, str]:
     return (builtins.index(name), "") if name in builtins else (len(builtins), name)
 
 
+#: hooks that no longer exist -> where their entries go now
+_RETIRED_HOOKS = {
+    "gradguide_checkpoint_layouts": "layouts belong to their architecture: Architecture(..., layouts=(CheckpointLayout(...),))",
+}
+
+
 def _collect(pm: pluggy.PluginManager, load_problems: list[PluginProblem]) -> Registries:
     regs = Registries()
     regs.problems.extend(load_problems)
+    for name, plugin in pm.list_name_plugin():
+        for hook, instead in _RETIRED_HOOKS.items():
+            if callable(getattr(plugin, hook, None)):
+                regs.problems.append(PluginProblem(name, f"{hook}() is not a gradguide hook any more (ignored): {instead}"))
     for attr, (hook_name, entry_type) in HOOKS.items():
         registry: Registry[Any] = getattr(regs, attr)
         hook = getattr(pm.hook, hook_name)

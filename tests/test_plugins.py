@@ -118,3 +118,12 @@ def test_example_plugin_imports_only_the_public_plugin_api():
             elif isinstance(node, ast.Import):
                 used.update(a.name for a in node.names)
     assert {m for m in used if m.split(".")[0] == "gradguide"} == {"gradguide.plugin"}, used
+
+
+def test_a_retired_hook_is_reported_not_silently_ignored(fresh_plugin_manager):
+    pm = fresh_plugin_manager
+    old = types.SimpleNamespace(gradguide_checkpoint_layouts=lambda: [])
+    pm.register(old, name="old_style")
+    with plugins.use_plugin_manager(pm):
+        reasons = {p.plugin: p.reason for p in plugins.registries().problems}
+    assert "not a gradguide hook any more" in reasons["old_style"] and "Architecture(" in reasons["old_style"]

@@ -219,3 +219,14 @@ def test_loss_section_is_spsr_loss_signature():
     with pytest.raises(RecipeError, match="loss.pixel_criterion must be one of 'l1', 'mse', 'charbonnier'"):
         recipe_from_dict({"loss": {"pixel_criterion": "l3"}}, "x.toml")
 
+
+
+def test_model_scale_reaches_the_backbones_own_scale_argument():
+    """EDSR calls its scale ``upscale``: model.scale alone sets it (the entry's scale_arg)."""
+    from gradguide.train.build import build_generator
+
+    r = recipe_from_dict(
+        {"model": {"backbone": "edsr", "guidance": "lr", "scale": 2, "backbone_config": {"num_feat": 8, "num_block": 2}}}, "x.toml"
+    ).validate()
+    G = build_generator(r)
+    assert G.backbone.upscale == 2 and G.scale == 2
