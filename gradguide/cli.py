@@ -140,7 +140,7 @@ class _one_line_warnings:
 
         self._ctx = warnings.catch_warnings()
         self._ctx.__enter__()
-        warnings.simplefilter("default")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)  # libraries' notes to developers
         warnings.showwarning = self._show
         return self
 
