@@ -296,3 +296,17 @@ def test_lazy_package_exports():
     assert gt.train is train and gt.Trainer is Trainer
     with pytest.raises(AttributeError):
         gt.nope
+
+
+def test_resume_compares_the_model_as_built_not_as_spelled():
+    """A run saved with the pre-registry [model] keys resumes under the new keys; a real
+    difference is still refused."""
+    from gradguide.train.recipe import ModelConfig
+
+    old = ModelConfig.from_table({"arch": "spsr", "nf": 4, "nb": 2, "gc": 4, "scale": 2})
+    new = ModelConfig(backbone="rrdbnet", guidance="paper", scale=2, backbone_config={"nf": 4, "nb": 2, "gc": 4})
+    assert old.resolved() == new.resolved()
+    assert ModelConfig(backbone="rrdbnet", guidance="paper", scale=2, backbone_config={"nf": 64}).resolved() == (
+        ModelConfig(backbone="rrdbnet", guidance="paper", scale=2).resolved()
+    )  # the factory's defaults are filled in
+    assert ModelConfig(backbone="rrdbnet", guidance="lr", scale=2).resolved() != ModelConfig(backbone="rrdbnet", guidance="paper", scale=2).resolved()

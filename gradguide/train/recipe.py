@@ -115,6 +115,27 @@ class ModelConfig:
                 return p.default
         raise AttributeError(f"backbone {self.backbone!r} has no argument {name!r}")
 
+    def resolved(self) -> dict:
+        """What the generator is, independent of how the recipe spells it: backbone,
+        guidance, scale and the factory's full keyword arguments (its defaults filled in)."""
+        cfg = dict(self.backbone_config)
+        archs = registries().architectures
+        if self.backbone in archs:
+            for name, p in inspect.signature(archs.get(self.backbone).factory).parameters.items():
+                if p.default is not inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_KEYWORD:
+                    cfg.setdefault(name, p.default)
+            scale_arg = archs.get(self.backbone).scale_arg
+            if scale_arg:
+                cfg[scale_arg] = self.scale
+        return {"backbone": self.backbone, "guidance": self.guidance, "scale": self.scale, "backbone_config": cfg}
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], where: str = "<saved>") -> "ModelConfig":
+        """A ``[model]`` table as saved with a run, old keys mapped without warnings."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return recipe_from_dict({"model": dict(table)}, where).model
+
     nf = property(lambda self: self.backbone_arg("nf"))
     nb = property(lambda self: self.backbone_arg("nb"))
     gc = property(lambda self: self.backbone_arg("gc"))

@@ -57,7 +57,7 @@ from .build import (
     load_pretrained,
 )
 from .checkpointing import G_BEST, G_EMA_LATEST, G_LATEST, RECIPE_FILE, STATE_FILE, Checkpointer
-from .recipe import Recipe, recipe_to_dict
+from .recipe import ModelConfig, Recipe, recipe_to_dict
 from .reporting import Reporter
 from .sampler import EpochIndexed, ResumableBatchSampler
 from .state import STATE_VERSION, capture_rng_state, restore_rng_state
@@ -309,9 +309,12 @@ class Trainer:
 
     def _load_state(self) -> None:
         state, path = self.checkpoints.load(map_location=self.device)
-        saved_model = state["recipe"].get("model", {})
-        now_model = recipe_to_dict(self.recipe)["model"]
-        diff = [k for k in now_model if k != "pretrained" and saved_model.get(k) != now_model[k]]
+        try:  # compared as resolved configurations: a run saved with the old model keys resumes
+            saved_model = ModelConfig.from_table(state["recipe"].get("model", {}), str(path)).resolved()
+        except RecipeError:
+            saved_model = {}
+        now_model = self.recipe.model.resolved()
+        diff = [k for k in now_model if saved_model.get(k) != now_model[k]]
         if diff:
             raise CheckpointError(f"{path}: the recipe's model differs from the saved run ({', '.join('model.' + k for k in diff)})")
         try:
