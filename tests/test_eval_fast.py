@@ -170,3 +170,14 @@ def test_cli_lr_cache_fills_and_reuses(tmp_path, shared_dir):
     r1, r2 = (json.loads((tmp_path / f).read_text()) for f in ("r1.json", "r2.json"))
     assert r1["datasets"]["Folder"]["Bicubic"]["mean"] == r2["datasets"]["Folder"]["Bicubic"]["mean"]
     assert list(cache.rglob("*.npy")) == [entry]
+
+
+def test_bicubic_upscale_is_imresize_bit_for_bit():
+    from gradguide.eval.features import bicubic_upscale
+
+    rng = np.random.default_rng(4)
+    for h, w, s in [(48, 64, 4), (37, 53, 4), (50, 41, 2), (9, 7, 4), (20, 30, 3), (17, 19, 8)]:
+        a = (rng.random((h, w, 3)) * 256).astype(np.uint8)
+        a[:3] = 255  # saturated rows: the clipping after each pass
+        a[-2:] = 0
+        assert np.array_equal(bicubic_upscale(a, s), imresize(a, float(s))), (h, w, s)

@@ -293,7 +293,7 @@ def _batched_metrics(srs: list[torch.Tensor], hr: "ImageFeatures", wanted, crop:
     notes: list[tuple[str, str]] = []
     if not srs:
         return out, notes
-    sr = ImageFeatures(torch.cat(srs).to(device=dev, dtype=torch.float64), crop)
+    sr = ImageFeatures((torch.cat(srs) if len(srs) > 1 else srs[0]).to(device=dev, dtype=torch.float64), crop)
     for m in wanted:
         if m in PAIR_METRICS:
             out[m] = PAIR_METRICS[m](sr, hr).tolist()
@@ -317,11 +317,11 @@ def _dataset_name(folder, results: dict) -> str:
 
 def _super_resolve(net, lr: np.ndarray, scale: int, tile, overlap, device, precision) -> np.ndarray:
     """``(H, W, 3)`` uint8 LR -> uint8 SR: MATLAB bicubic for ``net=None``, else the model (tiled)."""
-    from ..data.imresize import imresize
     from ..infer.tiling import tiled_forward
+    from .features import bicubic_upscale
 
     if net is None:
-        return imresize(lr, float(scale))
+        return bicubic_upscale(lr, scale)  # = imresize(lr, scale) bit for bit, float32 where exact
     lr_f = torch.from_numpy(lr).permute(2, 0, 1).float().div(255.0)[None]
     out, _ = tiled_forward(net, lr_f, scale=scale, tile=tile, overlap=overlap, device=device, precision=precision)
     return _u8(out[0])
