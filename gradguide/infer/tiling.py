@@ -79,7 +79,7 @@ TILE_AUTO = "auto"
 #: default tile (LR pixels, or ``"auto"``) and overlap between neighbouring tiles; see
 #: docs/inference.md for the measurements behind the overlap
 DEFAULT_TILE: Union[int, str] = TILE_AUTO
-DEFAULT_OVERLAP = 8
+DEFAULT_OVERLAP = 12
 #: the tile side used before tiles were sized from memory (``bench/upscale_throughput.py``'s baseline)
 LEGACY_TILE = 128
 
