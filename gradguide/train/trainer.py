@@ -17,11 +17,12 @@ trained parameters changes); the discriminators see two forwards per step (real,
 so their gradients are averaged explicitly in one flat all-reduce, and their buffers
 (BatchNorm statistics) broadcast from rank 0. Only rank 0 writes files.
 
-The loop is short; three collaborators do the rest, each in its own module:
-:class:`~gradguide.train.checkpointing.Checkpointer` (the run folder: state, generator
-files, recipe), :class:`~gradguide.train.best.BestModel` (best validation value and
-``G_best``) and :class:`~gradguide.train.reporting.Reporter` (progress bar, console,
-TensorBoard).
+The loop (:meth:`Trainer.fit`) is short; small collaborators do the rest, each in its
+own module: :class:`~gradguide.train.checkpointing.Checkpointer` (the run folder: state,
+generator files, recipe), :class:`~gradguide.train.best.BestModel` (best validation
+value and ``G_best``), :class:`~gradguide.train.reporting.Reporter` (progress bar,
+console, TensorBoard), :func:`~gradguide.train.validation.validate` (PSNR-Y/SSIM-Y) and
+:class:`~gradguide.train.signals.StopSignals` (SIGINT/SIGTERM at a step boundary).
 """
 from __future__ import annotations
 
@@ -40,7 +41,6 @@ from torch import nn
 from ..checkpoints import save as save_model
 from ..devices import resolve_device
 from ..errors import CheckpointError, DataError, RecipeError, TrainingStopped
-from ..eval.metrics import psnr_y, ssim_y
 from ..types import as_output
 from . import dist as gdist
 from .best import BestModel
@@ -60,7 +60,9 @@ from .checkpointing import G_BEST, G_EMA_LATEST, G_LATEST, RECIPE_FILE, STATE_FI
 from .recipe import ModelConfig, Recipe, recipe_to_dict
 from .reporting import Reporter
 from .sampler import EpochIndexed, ResumableBatchSampler
+from .signals import StopSignals, ignore_stop_signals
 from .state import STATE_VERSION, capture_rng_state, restore_rng_state
+from .validation import validate as validate_model
 
 __all__ = ["Trainer", "TrainResult", "TrainingStopped", "train", "STATE_FILE", "G_LATEST", "G_EMA_LATEST", "G_BEST", "RECIPE_FILE"]
 
@@ -188,7 +190,7 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(recipe.data.seed),  # never touch the global RNG
             persistent_workers=workers > 0,
-            worker_init_fn=_ignore_stop_signals if workers > 0 else None,
+            worker_init_fn=ignore_stop_signals if workers > 0 else None,
         )
         self.val_dataset = val_dataset if val_dataset is not None else (build_val_dataset(recipe) if recipe.val.every else None)
         _seed_everything(t.seed)
@@ -365,30 +367,15 @@ class Trainer:
         """The model validated and saved as best: the EMA of G when enabled."""
         return self.ema.module if self.ema is not None else self.G
 
-    @torch.no_grad()
     def validate(self) -> Optional[dict]:
         """Y-channel PSNR/SSIM (border crop = scale) over the validation set (rank 0)."""
         if self.val_dataset is None:
             return None
-        model = self.eval_model()
-        was = model.training
-        model.eval()
-        scale = self.recipe.model.scale
-        n = len(self.val_dataset)
-        if self.recipe.val.max_images:
-            n = min(n, self.recipe.val.max_images)
-        psnrs, ssims = [], []
-        try:
-            for i in range(n):
-                lr, hr = self.val_dataset[i][:2]
-                with self._autocast():
-                    sr = as_output(model(self._to_device(lr.unsqueeze(0)))).sr
-                sr = sr.float().clamp_(0, 1).cpu()[0]
-                psnrs.append(float(psnr_y(sr, hr, crop=scale)))
-                ssims.append(float(ssim_y(sr, hr, crop=scale)))
-        finally:
-            model.train(was)
-        return {"psnr_y": sum(psnrs) / n, "ssim_y": sum(ssims) / n, "images": n, "iteration": self.iteration}
+        metrics = validate_model(
+            self.eval_model(), self.val_dataset, scale=self.recipe.model.scale, max_images=self.recipe.val.max_images,
+            to_device=self._to_device, autocast=self._autocast,
+        )
+        return {**metrics, "iteration": self.iteration}
 
     # ------------------------------------------------------------------ one step
     def train_step(self, lr: torch.Tensor, hr: torch.Tensor, keys: Optional[torch.Tensor] = None) -> tuple[bool, dict]:
@@ -453,7 +440,7 @@ class Trainer:
         t0 = time.perf_counter()
         data = iter(self.loader)
         stopped: Optional[str] = None
-        signals = _StopSignals()
+        signals = StopSignals()
         with self.reporter.run(self.iteration, t.iterations), signals:
             while self.iteration < t.iterations:
                 self._set_phase(self.in_warmup)
@@ -511,7 +498,7 @@ class Trainer:
         for cb in self.callbacks:
             cb(self)
 
-    def _stop_reason(self, signals: "_StopSignals", t0: float) -> Optional[str]:
+    def _stop_reason(self, signals: "StopSignals", t0: float) -> Optional[str]:
         """SIGINT/SIGTERM or the time limit: a checkpoint at this step boundary, then the
         reason to stop (``None``: go on)."""
         t = self.recipe.train
@@ -546,51 +533,6 @@ class Trainer:
         det, bench, cudnn_det = self._prev_deterministic
         torch.use_deterministic_algorithms(det)
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = bench, cudnn_det
-
-
-def _ignore_stop_signals(worker_id: int) -> None:
-    """Data-loader workers leave SIGINT/SIGTERM to the main process, which stops cleanly."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-class _StopSignals:
-    """While active, SIGINT and SIGTERM only set ``received`` (the loop saves a checkpoint
-    at the next step boundary and stops); a second SIGINT interrupts at once. Only in the
-    main thread (signal handlers cannot be set elsewhere); previous handlers come back on exit."""
-
-    def __init__(self) -> None:
-        self.received: Optional[str] = None
-        self._old: dict = {}
-
-    def _handle(self, signum, frame) -> None:
-        import signal
-
-        name = signal.Signals(signum).name
-        if self.received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.received = name
-
-    def __enter__(self) -> "_StopSignals":
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
-                    self._old[sig] = signal.signal(sig, self._handle)
-                except (ValueError, OSError):  # pragma: no cover
-                    pass
-        return self
-
-    def __exit__(self, *exc) -> None:
-        import signal
-
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
 
 
 def train(recipe: Recipe, out_dir: os.PathLike | str, *, resume: bool = False, **kw) -> TrainResult:
