@@ -73,7 +73,7 @@ def _plugins(args: argparse.Namespace) -> int:
         dist = getattr(ep, "dist", None)
         dists[ep.name] = (ep.value, f"{dist.name} {dist.version}" if dist is not None else "?")
     owned: dict[str, list[str]] = {}
-    for kind in ("backbones", "layouts", "discriminators", "losses", "recipes"):
+    for kind in ("architectures", "layouts", "discriminators", "losses", "recipes"):
         reg = getattr(regs, kind)
         for name in reg.names():
             owned.setdefault(reg.owner(name), []).append(f"{kind[:-1] if kind != 'losses' else 'loss'} {name}")
