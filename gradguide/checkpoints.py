@@ -38,6 +38,7 @@ from safetensors.torch import save as save_bytes
 from torch import Tensor, nn
 
 from .errors import CheckpointError
+from .bundled import resolve_checkpoint
 from .fileio import atomic_write, check_input_file, one_line
 from .layouts import convert_state_dict, detect_layout, key_names, load_matching, match_keys
 from .plugins import find_architecture, registries
@@ -268,6 +269,7 @@ def load_checkpoint(
     With ``strict`` (default) any missing or unexpected key raises :class:`CheckpointError`
     naming them; otherwise they are listed in the report.
     """
+    path = resolve_checkpoint(path)  # a bundled model's name ("default") -> its file
     sd, meta, container = read_state_dict(path)
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -290,7 +292,8 @@ def load_checkpoint(
 
 
 def load(path: PathLike, *, model: Optional[nn.Module] = None, strict: bool = True, scale: Optional[int] = None) -> nn.Module:
-    """Load a generator from any supported checkpoint (see the module docstring).
+    """Load a generator from any supported checkpoint (see the module docstring), or a
+    model bundled with gradguide by name: ``load("default")`` (:mod:`gradguide.bundled`).
 
     Returns the model in eval mode on the CPU; a guided model's forward returns
     :class:`~gradguide.types.SROutput`, a plain backbone's a tensor.

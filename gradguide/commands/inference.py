@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..bundled import BUNDLED, DEFAULT_MODEL
 from . import add_device_args, make_console, resolve_device_arg
 
 
@@ -20,8 +21,12 @@ def register(sub: argparse._SubParsersAction, fmt: type) -> None:
         "output folder stops the batch with one line saying what was written.",
         formatter_class=fmt,
     )
-    p.add_argument("model", metavar="MODEL", help="checkpoint file readable by gradguide.load")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files, folders or glob patterns; the older form 'upscale MODEL INPUT...' (a first "
+                        "argument ending in .safetensors/.pth/.pt/.ckpt) still works")
+    p.add_argument("-m", "--model", default=None, metavar="MODEL",
+                   help=f"checkpoint file readable by gradguide.load, or a bundled model's name "
+                        f"(default: the bundled '{DEFAULT_MODEL}', docs/model-default.md)")
     p.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output folder")
     p.add_argument("--scale", type=int, default=None, help="override the model's scale")
     p.add_argument("--tile", type=_tile_arg, default=DEFAULT_TILE,
@@ -64,9 +69,24 @@ def _tile_arg(v: str):
         raise argparse.ArgumentTypeError(f"expected a number of LR pixels, 0 or 'auto', got {v!r}") from None
 
 
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
+
+
+def split_model_arg(model, inputs: list) -> tuple[str, list]:
+    """``(model, inputs)`` for ``upscale``: ``--model``, else a leading checkpoint argument
+    (``upscale MODEL INPUT...``), else the bundled default model."""
+    if model is not None:
+        return model, inputs
+    first = str(inputs[0])
+    if len(inputs) > 1 and (first.lower().endswith(CHECKPOINT_SUFFIXES) or first in {m.name for m in BUNDLED}):
+        return first, inputs[1:]
+    return DEFAULT_MODEL, inputs
+
+
 def _upscale(args: argparse.Namespace) -> int:
     from ..infer.upscale import upscale
 
+    args.model, args.inputs = split_model_arg(args.model, args.inputs)
     err = make_console()
     results = upscale(
         args.model, args.inputs, args.out, scale=args.scale, tile=args.tile or None, overlap=args.overlap, max_memory=args.max_memory,

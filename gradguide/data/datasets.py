@@ -488,20 +488,21 @@ class ValidationDataset(_PairedSRDataset):
 
 # --------------------------------------------------------------------------- demo images
 
-#: scikit-image photos shipped inside its wheel (no download), used for demo training.
+#: scikit-image photos shipped inside its wheel (no download), used for the demo's
+#: fine-tuning segment (colour photos and textures).
 DEMO_TRAIN: tuple[str, ...] = (
-    "astronaut",
-    "coffee",
-    "rocket",
-    "hubble_deep_field",
+    "chelsea",
     "immunohistochemistry",
+    "hubble_deep_field",
+    "retina",
     "brick",
     "grass",
     "gravel",
     "moon",
 )
-#: held out for the demo's evaluation.
-DEMO_EVAL: tuple[str, ...] = ("chelsea", "camera", "coins")
+#: held out for the demo's evaluation: colourful photos (a colour shift shows on them), a
+#: synthetic colour wheel, and one greyscale photo (its output must stay exactly grey).
+DEMO_EVAL: tuple[str, ...] = ("astronaut", "coffee", "colorwheel", "rocket", "camera")
 
 
 def demo_images(split: str = "train") -> list[tuple[str, np.ndarray]]:

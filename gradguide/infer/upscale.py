@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import BatchStopped, GradguideError, ImageReadError, NonFiniteError, TileOOMError
+from ..bundled import BUNDLED, resolve_checkpoint
 from ..fileio import FATAL_WRITE_ERRNOS, one_line, os_reason
 from .tiling import InferenceError, DEFAULT_OVERLAP, DEFAULT_TILE, model_scale, parse_memory, resolve_device, resolve_dtype, run_tiles
 
@@ -58,14 +59,16 @@ class UpscaleResult:
 
 
 def resolve_model(model: Union[nn.Module, PathLike], scale: Optional[int] = None) -> nn.Module:
-    """An ``nn.Module`` as it is, or a checkpoint path loaded with :func:`gradguide.load`."""
+    """An ``nn.Module`` as it is, a checkpoint path loaded with :func:`gradguide.load`, or
+    the name of a bundled model (``"default"``)."""
     if isinstance(model, nn.Module):
         return model
     from ..checkpoints import load
 
-    p = Path(model)
+    p = resolve_checkpoint(model)  # a bundled model's name ("default") -> its file
     if not p.is_file() and not p.is_symlink():
-        raise InferenceError(f"{p}: model file not found")
+        raise InferenceError(f"{p}: model file not found (and no bundled model of that name; bundled: "
+                             f"{', '.join(m.name for m in BUNDLED)})")
     return load(p, scale=scale) if scale is not None else load(p)
 
 
