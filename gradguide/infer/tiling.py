@@ -162,9 +162,10 @@ def is_oom(exc: BaseException) -> bool:
 # tile size from a memory budget
 _UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "KIB": 2**10, "M": 2**20, "MB": 2**20, "MIB": 2**20,
           "G": 2**30, "GB": 2**30, "GIB": 2**30, "T": 2**40, "TB": 2**40, "TIB": 2**40}
-#: measured peak RSS of one tile over the traced live activations (paper SPSR, CPU, fp32:
-#: 1.14 between tiles of 48 and 96 LR px; bench/upscale_throughput.py), with margin
-ACTIVATION_FACTOR = 1.3
+#: measured peak RSS of one tile over the traced live activations (paper SPSR, CPU, fp32):
+#: 1.14 for a bare forward between tiles of 48 and 96 LR px, 1.31 for tile 148 inside
+#: upscale_image (bench/upscale_memory.py, docs/performance.md); with margin
+ACTIVATION_FACTOR = 1.5
 #: per-process constant on top of the weights: weight copies in the conv library's
 #: layout (oneDNN reorders on CPU, cuDNN workspaces on CUDA), measured ~1.2x the weights
 WEIGHT_FACTOR = 1.5
