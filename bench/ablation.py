@@ -701,6 +701,28 @@ def conclusions(res: dict) -> list[str]:
     return out
 
 
+def drift_findings(res: dict) -> list[str]:
+    """What the validation curves show, per arm: the largest PSNR-Y drop between two
+    consecutive validations, what SSIM-Y and the mean colour error did there, and the
+    mean |signed RGB error| of the last validation."""
+    out = []
+    for name, rows in res["curves"].items():
+        if len(rows) < 2:
+            continue
+        drops = [(rows[i]["psnr_y"] - rows[i + 1]["psnr_y"], i) for i in range(len(rows) - 1)]
+        d, i = max(drops)
+        a, b = rows[i], rows[i + 1]
+        bias = sum(abs(x) for x in rows[-1]["bias_rgb"]) / 3
+        line = (f"`{name}`: largest PSNR-Y drop {d:.2f} dB between iterations {a['iteration']} and {b['iteration']} "
+                f"(SSIM-Y {b['ssim_y'] - a['ssim_y']:+.4f}, mean |RGB error| {sum(abs(x) for x in a['bias_rgb']) / 3:.4f} -> "
+                f"{sum(abs(x) for x in b['bias_rgb']) / 3:.4f}); last validation (iteration {rows[-1]['iteration']}): "
+                f"PSNR-Y {rows[-1]['psnr_y']:.2f} dB, mean |RGB error| {bias:.4f}") if d > 0 else (
+                f"`{name}`: PSNR-Y never fell between validations; last (iteration {rows[-1]['iteration']}): "
+                f"{rows[-1]['psnr_y']:.2f} dB, mean |RGB error| {bias:.4f}")
+        out.append(line)
+    return out
+
+
 def report(args) -> None:
     work = Path(args.work)
     res = collect(work)
@@ -759,13 +781,36 @@ def report(args) -> None:
                 L.append(f"| {r['iteration']} | {r['psnr_y']:.3f} | {r['ssim_y']:.4f} | {r['psnr_rgb']:.3f} | {r['ciede2000']:.3f} | "
                          + " | ".join(f"{x:+.4f}" for x in r["bias_rgb"]) + " |")
             L.append("")
+    missing = [a for a in json.loads((work / "plan.json").read_text())["arms"] if a["name"] not in res["arms"] and a["stage"] != "drift"]
+    if missing:
+        L += ["## Not evaluated", "",
+              "These arms have no evaluation: their stage has no iteration that every arm of it reached (the arms of a "
+              "stage are only compared at one common iteration), or they did not train. `run` again, with longer time "
+              "boxes, continues them.", "", "| arm | what | iterations reached |", "|---|---|---|"]
+        for a in missing:
+            t = work / "runs" / a["name"] / "timing.json"
+            reached = json.loads(t.read_text())["pieces"][-1]["until"] if t.is_file() else 0
+            L.append(f"| `{a['name']}` | {a['title']} | {reached} |")
+        L.append("")
     L += ["## What the numbers say", "",
           "Each line compares two arms on one set and metric; a difference within the summed seed spread is called "
           "no measurable difference.", ""]
     L += [f"- {c}" for c in res["conclusions"]] + [""]
+    if res["curves"]:
+        L += ["Validation curves:", ""] + [f"- {c}" for c in drift_findings(res)] + [""]
     L += ["## Reproduce", "", "```sh", f"python bench/ablation.py run --budget {res['budget']} --jobs N   # resumable",
           "python bench/ablation.py report", "```", ""]
-    (docs / "results.md").write_text("\n".join(L), encoding="utf-8")
+    # keep the sections other scripts own (between <!-- name:begin --> and <!-- name:end -->)
+    path = docs / "results.md"
+    kept = []
+    if path.is_file():
+        import re
+
+        for m in re.finditer(r"<!-- ([\w-]+):begin -->.*?<!-- \1:end -->\n?", path.read_text(encoding="utf-8"), re.S):
+            if m.group(1) != "ablation":
+                kept.append(m.group(0))
+    text = "<!-- ablation:begin -->\n" + "\n".join(L) + "\n<!-- ablation:end -->\n"
+    path.write_text(text + ("\n" + "\n".join(kept) if kept else ""), encoding="utf-8")
     print(f"wrote {docs / 'results.md'} and {docs / 'results.json'}")
 
 
