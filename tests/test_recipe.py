@@ -18,7 +18,7 @@ from gradguide.train.recipe import (
 )
 
 SHIPPED = sorted(
-    ["esrgan_x4", "quickstart", "rrdb_psnr_x4", "spsr_wo_gb_x4", "spsr_wo_gl_x4", "spsr_x4"]
+    ["default_x4", "esrgan_x4", "quickstart", "rrdb_psnr_x4", "spsr_wo_gb_x4", "spsr_wo_gl_x4", "spsr_x4"]
     + [f"{n}{v}" for n in ("realesrgan_x4", "real_spsr_x4", "realesrgan_x4_ldl", "real_spsr_x4_ldl") for v in ("", "_smoke")]
 )
 
