@@ -281,8 +281,8 @@ def test_cli_disk_full_during_training_is_one_line_with_the_resume_command(tmp_p
     monkeypatch.setattr(S, "atomic_write", full_after_first)
     args = [
         "train", "quickstart", "--data-hr", str(data), "--out", str(run), "--device", "cpu",
-        "--set", "model.nf=4", "--set", "model.nb=1", "--set", "model.gc=4", "--set", "model.scale=2",
-        "--set", "data.crop=16", "--set", "train.iterations=3", "--set", "train.batch_size=2",
+        "--set", "model.backbone_config.nf=4", "--set", "model.backbone_config.nb=1", "--set", "model.backbone_config.gc=4",
+        "--set", "model.scale=2", "--set", "data.crop=16", "--set", "train.iterations=3", "--set", "train.batch_size=2",
         "--set", "train.checkpoint_every=1", "--set", "train.time_limit_s=0", "--set", "val.every=0",
         "--set", "log.tensorboard=false", "--set", "log.progress=false", "--set", "loss.perceptual=0",
     ]  # fmt: skip
