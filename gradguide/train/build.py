@@ -6,6 +6,7 @@ ready objects on the CPU (the trainer moves them); nothing here picks a device.
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -16,6 +17,7 @@ from ..errors import DataError, RecipeError
 from ..plugins import registries
 from ..wrap import wrap
 from .recipe import Recipe
+from .sampler import EpochIndexed, ResumableBatchSampler
 
 __all__ = [
     "build_generator",
@@ -24,6 +26,7 @@ __all__ = [
     "build_loss",
     "build_optimizers",
     "build_train_dataset",
+    "build_loader",
     "build_val_dataset",
     "build_degradation",
     "with_degradation_keys",
@@ -192,6 +195,31 @@ def build_optimizers(recipe: Recipe, G: nn.Module, d_i: Optional[nn.Module], d_g
         out.d_gm = adam(d_gm.parameters(), o.lr_d, o.weight_decay_d)
         out.d_gm_sched = sched(out.d_gm)
     return out
+
+
+def build_loader(recipe: Recipe, dataset, *, rank: int = 0, world_size: int = 1, pin_memory: bool = False, worker_init_fn=None):
+    """``(sampler, loader)`` over ``dataset``: a :class:`ResumableBatchSampler` (its
+    position is part of the training state) and a DataLoader that never touches the global
+    RNG. Items are pure functions of ``(seed, epoch, index)``, so the worker count never
+    changes the data; more workers than usable CPUs only add processes."""
+    if len(dataset) == 0:
+        raise DataError(f"{recipe.data.hr or 'training data'}: the training dataset is empty")
+    try:
+        sampler = ResumableBatchSampler(len(dataset), recipe.train.batch_size, seed=recipe.data.seed, rank=rank, world_size=world_size)
+    except ValueError as exc:
+        raise DataError(f"{recipe.data.hr or 'training data'}: {exc}") from None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(recipe.data.workers, cpus)
+    loader = torch.utils.data.DataLoader(
+        EpochIndexed(dataset),
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(recipe.data.seed),  # never touch the global RNG
+        persistent_workers=workers > 0,
+        worker_init_fn=worker_init_fn if workers > 0 else None,
+    )
+    return sampler, loader
 
 
 def build_train_dataset(recipe: Recipe):

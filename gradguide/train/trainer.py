@@ -40,7 +40,7 @@ from torch import nn
 
 from ..checkpoints import save as save_model
 from ..devices import resolve_device
-from ..errors import CheckpointError, DataError, RecipeError, TrainingStopped
+from ..errors import CheckpointError, RecipeError, TrainingStopped
 from ..types import as_output
 from . import dist as gdist
 from .best import BestModel
@@ -48,6 +48,7 @@ from .build import (
     Optimizers,
     build_discriminators,
     build_generator,
+    build_loader,
     build_loss,
     build_optimizers,
     build_train_dataset,
@@ -59,7 +60,6 @@ from .build import (
 from .checkpointing import G_BEST, G_EMA_LATEST, G_LATEST, RECIPE_FILE, STATE_FILE, Checkpointer
 from .recipe import ModelConfig, Recipe, recipe_to_dict
 from .reporting import Reporter
-from .sampler import EpochIndexed, ResumableBatchSampler
 from .signals import StopSignals, ignore_stop_signals
 from .state import STATE_VERSION, capture_rng_state, restore_rng_state
 from .validation import validate as validate_model
@@ -172,25 +172,9 @@ class Trainer:
         self.checkpoints.check_start(resume)
         # data first: a missing or empty folder fails before any model is built
         ds = with_degradation_keys(recipe, train_dataset) if train_dataset is not None else build_train_dataset(recipe)
-        if len(ds) == 0:
-            raise DataError(f"{recipe.data.hr or 'training data'}: the training dataset is empty")
-        try:
-            self.sampler = ResumableBatchSampler(
-                len(ds), t.batch_size, seed=recipe.data.seed, rank=self.dist.rank, world_size=self.dist.world_size
-            )
-        except ValueError as exc:
-            raise DataError(f"{recipe.data.hr or 'training data'}: {exc}") from None
-        # items are pure functions of (seed, epoch, index), so the worker count never changes
-        # the data; more workers than CPUs only adds processes
-        workers = min(recipe.data.workers, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-        self.loader = torch.utils.data.DataLoader(
-            EpochIndexed(ds),
-            batch_sampler=self.sampler,
-            num_workers=workers,
-            pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(recipe.data.seed),  # never touch the global RNG
-            persistent_workers=workers > 0,
-            worker_init_fn=ignore_stop_signals if workers > 0 else None,
+        self.sampler, self.loader = build_loader(
+            recipe, ds, rank=self.dist.rank, world_size=self.dist.world_size, pin_memory=self.device.type == "cuda",
+            worker_init_fn=ignore_stop_signals,
         )
         self.val_dataset = val_dataset if val_dataset is not None else (build_val_dataset(recipe) if recipe.val.every else None)
         _seed_everything(t.seed)
