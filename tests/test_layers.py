@@ -139,3 +139,15 @@ def test_the_scan_sees_cycles_and_plugin_imports(tmp_path):
     layers = _doc_layers()
     assert _layer("gradguide.wrap", layers) < _layer("gradguide.checkpoints", layers) < _layer("gradguide.train.trainer", layers)
 
+
+
+def test_builtin_backbones_import_only_the_public_plugin_api():
+    """The built-in plugin package uses gradguide.plugin like a third party (its rrdb.py
+    only re-exports the core's RRDBNet, as docs/architecture.md says)."""
+    used = {}
+    for p in (ROOT.parent / "backbones").glob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "gradguide":
+                used.setdefault(p.name, set()).add(node.module)
+    assert used.pop("rrdb.py") == {"gradguide.models.rrdb"}
+    assert all(mods == {"gradguide.plugin"} for mods in used.values()), used
