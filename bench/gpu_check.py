@@ -121,7 +121,7 @@ def main(argv=None) -> int:
 
         js = out / "upscale.json"
         argv = ["--device", dev, "--json", str(js)]
-        argv += ["--quick"] if dry else ["--size", "512", "--context-size", "96", "--overlaps", "0,2,4,6,8,16", "--fit-size", "160"]
+        argv += ["--quick"] if dry else ["--size", "512", "--context-size", "96", "--overlaps", "0,2,4,6,8,12,16", "--fit-size", "160", "--model", "default"]
         upscale_throughput.main(argv)
         r = json.loads(js.read_text())
         figs = "; ".join(f"{k.split(' ')[0]} x{v['throughput']['speedup']:.2f} vs old" for k, v in r["models"].items() if "throughput" in v)
