@@ -38,6 +38,7 @@ image with half the tile size, down to ``min_tile``.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Protocol, Union
 
@@ -234,7 +235,7 @@ def default_memory_budget(device: Union[str, torch.device] = "cpu") -> int:
     return 4 * 2**30
 
 
-_ACT_CACHE: "dict[tuple, float]" = {}
+_ACT_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()  # model -> {key: bytes}
 
 
 def activation_bytes(model: nn.Module, *, side: int = 32, channels: int = 3, dtype=torch.float32) -> float:
@@ -243,14 +244,13 @@ def activation_bytes(model: nn.Module, *, side: int = 32, channels: int = 3, dty
     are added when created and removed when freed. Divide by ``side**2`` for bytes per
     LR pixel; it grows with the tile's area for convolutional and windowed models.
     Raises ``RuntimeError`` when the model cannot run on meta tensors."""
-    import weakref
-
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
 
-    key = (id(model), side, channels, dtype)
-    if key in _ACT_CACHE:
-        return _ACT_CACHE[key]
+    key = (side, channels, dtype)
+    cached = _ACT_CACHE.setdefault(model, {})
+    if key in cached:
+        return cached[key]
 
     class _Live(TorchDispatchMode):
         def __init__(self) -> None:
@@ -277,7 +277,7 @@ def activation_bytes(model: nn.Module, *, side: int = 32, channels: int = 3, dty
     with torch.no_grad(), _Live() as live:
         out = torch.func.functional_call(model, state, (x,))
     del out
-    _ACT_CACHE[key] = float(live.peak)
+    cached[key] = float(live.peak)
     return float(live.peak)
 
 
