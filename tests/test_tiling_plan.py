@@ -114,3 +114,18 @@ def test_cli_tile_auto_and_max_memory(tmp_path):
     assert _tile_arg("auto") == "auto" and _tile_arg("0") == 0 and _tile_arg("96") == 96
     with pytest.raises(argparse.ArgumentTypeError):
         _tile_arg("huge")
+
+
+def test_cli_upscale_max_memory(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from gradguide.cli import main
+
+    Image.fromarray((np.random.default_rng(0).random((12, 10, 3)) * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(out), "--max-memory", "1G", "--no-progress"]) == 0
+    assert Image.open(out / "a.png").size == (40, 48)  # the bundled x4 model, untiled under 1G
+    rc = main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o2"), "--max-memory", "lots", "--no-progress"])
+    assert rc != 0
+    assert "--max-memory" in capsys.readouterr().err
