@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     results: dict = {"header": header, "device": where, "dry": dry, "items": {}}
 
     tiny = ["--set", "model.backbone_config={nf=8, nb=20, gc=4}"]
-    ts_common = (["--batch", "2", "--lr-size", "8", "--steps", "1", *tiny] if dry
+    ts_common = (["--batch", "2", "--lr-size", "8", "--steps", "1", "--peak-n", "256", *tiny] if dry
                  else ["--batch", "16", "--lr-size", "32", "--steps", "3"])
 
     def train_step_item(label: str, extra: list):
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
 
         js = out / "inference.json"
         argv = ["--device", dev, "--json", str(js), "--no-fusion-table"]
-        argv += ["--size", "16", "--nf", "8", "--nb", "20", "--repeats", "1"] if dry else ["--size", "64", "--repeats", "5"]
+        argv += ["--size", "16", "--nf", "8", "--nb", "20", "--repeats", "1", "--peak-n", "256"] if dry else ["--size", "64", "--repeats", "5"]
         inference.main(argv)
         r = json.loads(js.read_text())
         m = r["models"]

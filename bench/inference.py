@@ -55,6 +55,7 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None, help="also write the figures here")
     ap.add_argument("--no-fusion-table", action="store_true", help="skip the FLOPs ratio table")
+    ap.add_argument("--peak-n", type=int, default=2048, help="matrix side of the matmul peak measurement (default 2048)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -65,7 +66,7 @@ def main(argv=None) -> None:
 
     torch.manual_seed(0)
     dev = args.device
-    peak_before = matmul_peak_gflops(device=dev)
+    peak_before = matmul_peak_gflops(n=args.peak_n, device=dev)
     x = torch.rand(1, 3, args.size, args.size)
     rows = []
     for name, model in (
@@ -79,7 +80,7 @@ def main(argv=None) -> None:
         rows.append((name, count_params(model), flops, sec))
 
     # the machine is shared: take the best of a peak measured before and after the models
-    peak = max(peak_before, matmul_peak_gflops(device=dev))
+    peak = max(peak_before, matmul_peak_gflops(n=args.peak_n, device=dev))
     where = torch.cuda.get_device_name(0) if dev.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {where}, fp32, LR input {args.size}x{args.size}")
     print(f"dense fp32 matmul peak (2048^3, same run): {peak:.1f} GFLOP/s")

@@ -67,6 +67,7 @@ def main(argv=None) -> None:
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     ap.add_argument("--json", default=None, help="also write the result here")
+    ap.add_argument("--peak-n", type=int, default=2048, help="matrix side of the matmul peak measurement (default 2048)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -98,7 +99,7 @@ def main(argv=None) -> None:
         ],
     )
     notes = []
-    peak_before = matmul_peak_gflops(device=args.device, repeats=10)
+    peak_before = matmul_peak_gflops(n=args.peak_n, device=args.device, repeats=10)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         tr = Trainer(recipe, tmp, train_dataset=_Synthetic(max(args.batch, 4), args.lr_size, scale))
@@ -135,7 +136,7 @@ def main(argv=None) -> None:
         }
     # the peak is measured before and after the steps and the higher one kept: on a
     # shared machine a single measurement can be disturbed by other processes
-    peak_after = matmul_peak_gflops(device=args.device, repeats=10)
+    peak_after = matmul_peak_gflops(n=args.peak_n, device=args.device, repeats=10)
     peak = max(peak_before, peak_after)
     mean = sum(times) / len(times)
     best = min(times)
