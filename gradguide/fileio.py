@@ -53,8 +53,10 @@ def default_file_mode() -> int:
 
 
 def one_line(text: Any, limit: int = 300) -> str:
-    """``text`` on one line: ANSI escape codes removed, whitespace runs collapsed, cut at ``limit``."""
+    """``text`` on one line: ANSI escape codes removed, whitespace runs collapsed, other
+    control characters shown escaped (``\\x1b``), cut at ``limit``."""
     s = " ".join(_ANSI.sub("", str(text)).split())
+    s = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in s)
     return s if len(s) <= limit else s[: limit - 3].rstrip() + "..."
 
 
