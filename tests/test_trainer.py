@@ -120,7 +120,7 @@ def test_gan_step_updates_both_discriminators_and_checkpoint_has_everything(tmp_
 
 def test_plain_backbone_and_validation_save_best(tmp_path):
     r = tiny_recipe(
-        model={"arch": "rrdbnet"},
+        model={"guidance": "none"},
         loss={"branch": 0.0, "pixel": 1.0, "gradient_pixel": 0.0},
         train={"iterations": 3},
         val={"every": 1, "metric": "psnr_y", "mode": "max"},
