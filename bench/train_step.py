@@ -117,7 +117,9 @@ def main(argv=None) -> None:
                 torch.cuda.synchronize()
 
         t = time.perf_counter()
-        tr.train_step(lr, hr)  # warm-up (kernel selection, oneDNN primitive creation)
+        res = tr.train_step(lr, hr)  # warm-up (kernel selection, oneDNN primitive creation)
+        first_terms = res[1] if isinstance(res, tuple) and len(res) > 1 and isinstance(res[1], dict) else {}
+        first_terms = {k: float(v) for k, v in first_terms.items()}
         sync()
         first = time.perf_counter() - t
         times = []
@@ -161,6 +163,7 @@ def main(argv=None) -> None:
                     "seconds_per_step_mean": mean, "seconds_per_step_best": best, "first_step_s": first,
                     "flops_per_step": flops, "achieved_gflops": achieved, "matmul_peak_gflops": peak, "matmul_peak_before_after": [peak_before, peak_after],
                     "fraction_of_peak": achieved / peak, "params": params, "notes": notes,
+                    "first_step_terms": first_terms, "seconds_per_step_all": times,
                 },
                 f,
                 indent=2,
