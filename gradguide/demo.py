@@ -2,8 +2,8 @@
 
 1. **Headline.** The bundled default model (``gradguide.load("default")``, trained once
    on SunHays80; card: docs/model-default.md) against bicubic on held-out photos that
-   ship with scikit-image (:data:`gradguide.data.datasets.DEMO_EVAL`: colourful
-   astronaut, coffee, colour wheel and rocket, and the greyscale camera), centre crops
+   ship with scikit-image (:data:`gradguide.data.datasets.DEMO_EVAL`: the colourful
+   astronaut, coffee, cat and rocket, and the greyscale camera), centre crops
    of at most ``heldout_size`` px: PSNR/SSIM on Y, GMSD, gradient-map L1, colour error
    (CIEDE2000, PSNR-RGB) and the 8-px border frame, with NIQE. The result does not
    depend on how fast the machine is.
