@@ -527,7 +527,8 @@ def run(args) -> None:
     all_arms = [a for a in arms(deep) if not args.only or a.name in args.only]
     plan_path = work / "plan.json"
     plan = json.loads(plan_path.read_text()) if plan_path.is_file() else {}
-    plan.update({"budget": args.budget, "budget_values": dataclasses.asdict(b), "deep_nb": deep,
+    plan.update({"command": "python bench/ablation.py " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["run"] else "",
+                 "budget": args.budget, "budget_values": dataclasses.asdict(b), "deep_nb": deep,
                  "arms": [dataclasses.asdict(a) for a in all_arms]})
     plan.setdefault("init_iteration", {})
     plan.setdefault("eval_iteration", {})
@@ -735,6 +736,14 @@ def report(args) -> None:
          "no number here is typed by hand. The same numbers, per image set and arm, are in "
          "[results.json](results.json).", ""]
     bv = res["budget_values"]
+    plan_arms = json.loads((work / "plan.json").read_text())["arms"]
+    status = []
+    for stage in ("psnr", "gan", "default"):
+        names = [a["name"] for a in plan_arms if a["stage"] == stage]
+        done = [n for n in names if n in res["arms"]]
+        status.append(f"{stage}: {len(done)} of {len(names)} arms evaluated")
+    L += ["**Status of this run:** " + "; ".join(status) + ". Arms without an evaluation are listed under "
+          "\"Not evaluated\"; no comparison is drawn for them.", ""]
     L += ["## Budget and setting", "",
           f"- Budget preset `{res['budget']}`: PSNR stage {bv['psnr_iters']} iterations, GAN stage {bv['gan_iters']} iterations "
           f"(guided arms: the first {bv['warmup']} train the fusion only), batch {bv['batch']}, HR crop {bv['crop']}, "
@@ -798,8 +807,9 @@ def report(args) -> None:
     L += [f"- {c}" for c in res["conclusions"]] + [""]
     if res["curves"]:
         L += ["Validation curves:", ""] + [f"- {c}" for c in drift_findings(res)] + [""]
-    L += ["## Reproduce", "", "```sh", f"python bench/ablation.py run --budget {res['budget']} --jobs N   # resumable",
-          "python bench/ablation.py report", "```", ""]
+    plan = json.loads((work / "plan.json").read_text())
+    L += ["## Reproduce", "", "```sh", (plan.get("command") or f"python bench/ablation.py run --budget {res['budget']} --jobs N") + "   # resumable",
+          f"python bench/ablation.py report --work {os.path.relpath(work, REPO)}", "```", ""]
     # keep the sections other scripts own (between <!-- name:begin --> and <!-- name:end -->)
     path = docs / "results.md"
     kept = []
