@@ -1,0 +1,50 @@
+"""bench/ablation.py in its quick form: a GAN arm and a guided GAN arm start from the PSNR
+stage's common snapshot, every arm is evaluated at its stage's common iteration, exported
+as fp16 safetensors that load, and the report keeps other scripts' sections."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import gradguide
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import ablation as A  # noqa: E402
+
+
+def _tiny_data(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    for sub, n, size in (("train/SunHays80", 3, 96), ("test/Set5", 2, 48)):
+        d = root / sub
+        d.mkdir(parents=True)
+        for i in range(n):
+            y, x = np.mgrid[0:size, 0:size]
+            img = np.stack([(x * 3 + i * 20) % 256, (y * 5) % 256, ((x + y) * 2) % 256], -1) + rng.integers(0, 30, (size, size, 3))
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(d / f"img{i}.png")
+
+
+def test_quick_study_end_to_end(tmp_path, monkeypatch):
+    data, work, exp, docs = tmp_path / "data", tmp_path / "work", tmp_path / "exp", tmp_path / "docs"
+    _tiny_data(data)
+    monkeypatch.setattr(A, "matched_depth", lambda shape=(1, 3, 32, 32): 7)  # FLOP counting is tested elsewhere
+    A.main(["run", "--budget", "quick", "--jobs", "0", "--work", str(work), "--data-root", str(data), "--export-dir", str(exp),
+            "--only", "psnr_rrdb", "a_esrgan_s0", "e_spsr_lr_s0"])
+    plan = json.loads((work / "plan.json").read_text())
+    assert plan["init_iteration"]["psnr_rrdb"] == 2 and plan["eval_iteration"]["e_spsr_lr_s0"] == 2
+    for name in ("psnr_rrdb", "a_esrgan_s0", "e_spsr_lr_s0", "bicubic"):
+        ev = json.loads((work / "eval" / f"{name}.json").read_text())
+        assert np.isfinite(ev["datasets"]["Set5"][name]["mean"]["PSNR"])
+    m = gradguide.load(exp / "e_spsr_lr_s0.safetensors")  # fp16 storage loads like any checkpoint
+    assert m.scale == 4
+    docs.mkdir()
+    (docs / "results.md").write_text("<!-- other:begin -->\nkept\n<!-- other:end -->\n")
+    A.main(["report", "--work", str(work), "--docs", str(docs)])
+    text = (docs / "results.md").read_text()
+    assert "(e) SPSR, lr fusion" in text and "kept" in text and "<!-- ablation:begin -->" in text
+    assert json.loads((docs / "results.json").read_text())["arms"]["e_spsr_lr_s0"]["iteration"] == 2
