@@ -115,8 +115,18 @@ def _centre_crop(img: np.ndarray, size: int) -> np.ndarray:
 def _iteration_of(path: Path) -> Optional[int]:
     from safetensors import safe_open
 
+    import json
+
     with safe_open(str(path), "pt") as fh:
-        it = (fh.metadata() or {}).get("iteration")
+        meta = fh.metadata() or {}
+    try:  # a model trained in pieces (bench/model_card.py records them): all its iterations
+        pieces = json.loads(meta.get("training", "[]"))
+        total = sum(int(p["iterations"]) for p in pieces)
+        if total:
+            return total
+    except (ValueError, KeyError, TypeError):
+        pass
+    it = meta.get("iteration")
     return int(it) if it is not None and str(it).isdigit() else None
 
 
@@ -173,7 +183,7 @@ def run_demo(
 
     bundled = bundled_model(DEFAULT_MODEL)
     bundled_it = _iteration_of(bundled.path)
-    headline_ckpt = f"{bundled.path} (bundled '{bundled.name}', iteration {bundled_it})"
+    headline_ckpt = f"{bundled.path} (bundled '{bundled.name}', {bundled_it} training iterations; card: {bundled.card})"
     console.rule(f"[bold]1/3 the bundled model on held-out photos ({', '.join(val.names)})")
     console.print(f"model: {headline_ckpt}", highlight=False)
 

@@ -21,7 +21,7 @@ def test_demo_headlines_the_bundled_model(tmp_path):
     text = console.export_text()
     # the model line names the file actually evaluated, with its iteration
     bundled = bundled_model("default")
-    assert str(bundled.path) in text and "iteration" in text
+    assert str(bundled.path) in text and "training iterations" in text
     assert res.iterations == 1 and "fine-tuning segment" in text
     data = json.loads(res.metrics_json.read_text())
     (ds,) = data["datasets"].values()
