@@ -282,9 +282,9 @@ def _decode_pair(f: Path):
     import numpy as np
 
     from gradguide.data.imresize import imresize
-    from gradguide.imageio import read_image, to_uint8
+    from gradguide.imageio import read_image, to_uint8_hwc
 
-    hr = to_uint8(read_image(f).rgb).permute(1, 2, 0).numpy()
+    hr = to_uint8_hwc(read_image(f).rgb)
     hr = np.ascontiguousarray(hr[: hr.shape[0] // SCALE * SCALE, : hr.shape[1] // SCALE * SCALE])
     return f.stem, hr, np.ascontiguousarray(imresize(hr, 1.0 / SCALE))
 
@@ -474,25 +474,30 @@ def eval_arm(name: str, b: Budget, work: Path, data_root: Path, device: str) -> 
     print(f"eval {name} (iteration {it}): done", flush=True)
 
 
-def export_arm(name: str, work: Path, dest: Path) -> Optional[Path]:
-    """The evaluated generator as fp16 safetensors (metadata kept: it loads with gradguide.load)."""
+def save_fp16(src: Path, out: Path, extra: Optional[dict] = None) -> Path:
+    """Copy a generator file with fp16 storage; its metadata (plus ``extra``) is kept, so it
+    loads with gradguide.load like the original."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
+    with safe_open(str(src), "pt") as fh:
+        meta = dict(fh.metadata() or {})
+        tensors = {k: (t.half() if t.is_floating_point() else t) for k in fh.keys() for t in [fh.get_tensor(k)]}
+    meta.update(storage="fp16", **(extra or {}))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out), metadata=dict(sorted(meta.items())))
+    return out
+
+
+def export_arm(name: str, work: Path, dest: Path) -> Optional[Path]:
+    """The evaluated generator as fp16 safetensors (metadata kept: it loads with gradguide.load)."""
     src, _ = evaluated_generator(work, name)
     if src is None:  # not evaluated yet: the latest snapshot
         snaps = snapshots(work, name)
         if not snaps:
             return None
         src = snaps[max(snaps)]
-    with safe_open(str(src), "pt") as fh:
-        meta = dict(fh.metadata() or {})
-        tensors = {k: (t.half() if t.is_floating_point() else t) for k in fh.keys() for t in [fh.get_tensor(k)]}
-    meta["storage"] = "fp16"
-    dest.mkdir(parents=True, exist_ok=True)
-    out = dest / f"{name}.safetensors"
-    save_file(tensors, str(out), metadata=dict(sorted(meta.items())))
-    return out
+    return save_fp16(src, dest / f"{name}.safetensors")
 
 
 def device_name(device: str) -> str:

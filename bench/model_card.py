@@ -20,22 +20,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from ablation import save_fp16  # noqa: E402  (the study's fp16 export)
 
 BAR = {"Set5": 2.0, "BSD68": 0.7}  # minimum PSNR-Y gain over bicubic (dB)
-
-
-def export(src: Path, dest: Path, history: list) -> None:
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    with safe_open(str(src), "pt") as fh:
-        meta = dict(fh.metadata() or {})
-        tensors = {k: (t.half() if t.is_floating_point() else t) for k in fh.keys() for t in [fh.get_tensor(k)]}
-    meta["storage"] = "fp16"
-    if history:
-        meta["training"] = json.dumps(history)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(dest), metadata=dict(sorted(meta.items())))
 
 
 def main(argv=None) -> None:
@@ -57,7 +46,8 @@ def main(argv=None) -> None:
 
     dest = REPO / "gradguide" / "weights" / "default_x4.safetensors"
     if args.src:
-        export(Path(args.src), dest, json.loads(args.history) if args.history else [])
+        history = json.loads(args.history) if args.history else []
+        save_fp16(Path(args.src), dest, {"training": json.dumps(history)} if history else None)
     shipped = bundled_model("default").path
     with safe_open(str(shipped), "pt") as fh:
         meta = dict(fh.metadata() or {})
