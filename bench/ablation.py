@@ -77,6 +77,9 @@ BUDGETS = {
     # 2 CPU cores, in the background, resumable (many hours)
     "cpu": Budget(psnr_iters=3000, gan_iters=1500, default_iters=6000, drift_iters=4000, batch=8, crop=96,
                   val_every=500, drift_val_every=250, warmup=150, d_nf=32),
+    # one ~2 h piece on one CPU core (the other core training something else): crop 64, few iterations
+    "session": Budget(psnr_iters=800, gan_iters=300, default_iters=1000, drift_iters=1000, batch=8, crop=64,
+                      val_every=100, drift_val_every=100, warmup=30, d_nf=32),
     # CI smoke: every arm, a couple of steps, two Set5 images
     "quick": Budget(psnr_iters=2, gan_iters=2, default_iters=2, drift_iters=2, batch=2, crop=32,
                     val_every=1, drift_val_every=1, warmup=1, d_nf=8, eval_max_images=2, eval_sets=("Set5",)),
@@ -569,14 +572,14 @@ def run(args) -> None:
         deps = tuple(f"train:{n}" for n in stage_members(all_arms, a.stage))
         tasks.append(Task(f"eval:{a.name}", ["_eval", a.name, *common], deps, (lambda st=a.stage: settle(st, "eval_iteration"))))
     tasks.append(Task("eval:bicubic", ["_eval", "bicubic", *common]))
-    _schedule(tasks, args.jobs, work)
+    _schedule(tasks, args.jobs, work, args.threads)
     for a in all_arms:
         if a.export and not args.no_export:
             export_arm(a.name, work, Path(args.export_dir))
     print(f"ablation: {len(all_arms)} arms, {time.time() - t0:.0f} s; `python bench/ablation.py report` writes the docs", flush=True)
 
 
-def _schedule(tasks: list[Task], jobs: int, work: Path) -> None:
+def _schedule(tasks: list[Task], jobs: int, work: Path, threads: int = 0) -> None:
     """Run ``tasks`` as subprocesses, at most ``jobs`` at once, each after its ``deps``
     (``jobs <= 0``: one after another in this process)."""
     logs = work / "logs"
@@ -587,7 +590,8 @@ def _schedule(tasks: list[Task], jobs: int, work: Path) -> None:
                 t.before()
             main(t.argv)
         return
-    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // jobs)), PYTHONUNBUFFERED="1")
+    threads = threads or max(1, (os.cpu_count() or 2) // jobs)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
     pending, running, finished = list(tasks), [], set()
     while pending or running:
         for t in list(running):
@@ -838,6 +842,7 @@ def main(argv=None) -> None:
     r = sub.add_parser("run", help="train and evaluate every arm (resumes)")
     r.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
     r.add_argument("--jobs", type=int, default=1, help="arms at once (0: in this process, one after another)")
+    r.add_argument("--threads", type=int, default=0, help="CPU threads per arm (default: the cores shared among --jobs)")
     r.add_argument("--device", default="auto")
     r.add_argument("--work", default=str(DEFAULT_WORK))
     r.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
