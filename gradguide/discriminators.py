@@ -1,11 +1,14 @@
 """Discriminators for SPSR training: the VGG-style 128 discriminator and a U-Net with
 spectral norm. Both register through the ``gradguide_discriminators`` hook (names
-``"vgg128"`` and ``"unet_sn"``); build them with :func:`create_discriminator`.
+``"vgg128"``, ``"vgg128_official"`` and ``"unet_sn"``); build them with
+:func:`create_discriminator`.
 
 SPSR uses two instances of the same architecture: ``D_I`` on images and ``D_GM`` on
 gradient maps (3 channels each: ``M`` works per channel).
 """
 from __future__ import annotations
+
+import functools
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -45,14 +48,21 @@ class VGGDiscriminator(nn.Module):
         input_size: training crop size (128; 64 or 96 for CPU smoke runs). Any input whose
             size reduces to the same ``s`` is accepted, e.g. the official 132x132 gradient
             maps with ``input_size=128``.
+        bn_conv_bias: give the convs that feed a BatchNorm a bias too, as the official SPSR
+            code does (registered as ``"vgg128_official"``). BatchNorm removes such a bias
+            from the output, so it only matters for exact reproduction: Adam moves it on
+            rounding noise, and official checkpoints carry it.
 
     Shape: ``(B, in_channels, H, W) -> (B, 1)`` raw logits.
     """
 
-    def __init__(self, in_channels: int = 3, nf: int = 64, *, input_size: int = 128, negative_slope: float = 0.2) -> None:
+    def __init__(
+        self, in_channels: int = 3, nf: int = 64, *, input_size: int = 128, negative_slope: float = 0.2, bn_conv_bias: bool = False
+    ) -> None:
         super().__init__()
         if in_channels < 1 or nf < 1:
             raise ValueError(f"VGGDiscriminator: in_channels and nf must be >= 1, got {in_channels}, {nf}")
+        self.bn_conv_bias = bool(bn_conv_bias)
         self.feature_size = vgg_output_size(input_size)
         if self.feature_size < 1:
             raise ValueError(f"VGGDiscriminator: input_size must be >= 32, got {input_size}")
@@ -62,10 +72,10 @@ class VGGDiscriminator(nn.Module):
         widths = (nf, 2 * nf, 4 * nf, 8 * nf, 8 * nf)
         prev = in_channels
         for i, w in enumerate(widths):
-            setattr(self, f"conv{i}_0", nn.Conv2d(prev, w, 3, 1, 1, bias=(i == 0)))
+            setattr(self, f"conv{i}_0", nn.Conv2d(prev, w, 3, 1, 1, bias=(i == 0) or self.bn_conv_bias))
             if i > 0:
                 setattr(self, f"bn{i}_0", nn.BatchNorm2d(w, affine=True))
-            setattr(self, f"conv{i}_1", nn.Conv2d(w, w, 4, 2, 1, bias=False))
+            setattr(self, f"conv{i}_1", nn.Conv2d(w, w, 4, 2, 1, bias=self.bn_conv_bias))
             setattr(self, f"bn{i}_1", nn.BatchNorm2d(w, affine=True))
             prev = w
         self.linear1 = nn.Linear(widths[-1] * self.feature_size**2, 100)
@@ -91,7 +101,7 @@ class VGGDiscriminator(nn.Module):
         return self.linear2(x)
 
     def extra_repr(self) -> str:
-        return f"in_channels={self.in_channels}, nf={self.nf}, input_size={self.input_size}"
+        return f"in_channels={self.in_channels}, nf={self.nf}, input_size={self.input_size}" + (", bn_conv_bias=True" if self.bn_conv_bias else "")
 
 
 class UNetDiscriminatorSN(nn.Module):
@@ -169,6 +179,11 @@ def builtin_discriminators() -> list:
 
     return [
         DiscriminatorEntry("vgg128", VGGDiscriminator, "VGG-style discriminator (ESRGAN/SPSR), BN, one logit per image"),
+        DiscriminatorEntry(
+            "vgg128_official",
+            functools.partial(VGGDiscriminator, bn_conv_bias=True),
+            "vgg128 as the official SPSR code builds it: conv biases before each BatchNorm (exact reproduction)",
+        ),
         DiscriminatorEntry("unet_sn", UNetDiscriminatorSN, "U-Net discriminator with spectral norm (Real-ESRGAN), per-pixel logits"),
     ]
 

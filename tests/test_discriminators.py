@@ -103,3 +103,29 @@ def test_duplicate_name_from_plugin_is_reported(fresh_plugin_manager):
     assert regs.discriminators.owner("vgg128") != "zz_rogue"
     assert any(p.plugin == "zz_rogue" and "vgg128" in p.reason for p in regs.problems)
     assert isinstance(create_discriminator("vgg128", nf=2), VGGDiscriminator)
+
+
+def test_vgg128_official_has_pre_bn_biases_that_bn_removes():
+    d = create_discriminator("vgg128_official", nf=2, input_size=32)
+    plain = VGGDiscriminator(3, 2, input_size=32)
+    conv_bias = {k for k in d.state_dict() if k.startswith("conv") and k.endswith(".bias")}
+    assert conv_bias == {f"conv{i}_{j}.bias" for i in range(5) for j in (0, 1)}
+    assert not {k for k in plain.state_dict() if k.startswith("conv") and k.endswith(".bias")} - {"conv0_0.bias"}
+    assert "bn_conv_bias=True" in repr(d)
+    # the same weights with random pre-BN biases: BatchNorm (train mode) removes them
+    missing, unexpected = d.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and set(missing) == conv_bias - {"conv0_0.bias"}
+    with torch.no_grad():
+        for k in missing:
+            d.get_parameter(k).uniform_(-1, 1)
+    x = torch.rand(4, 3, 32, 32)
+    torch.testing.assert_close(d(x), plain(x), rtol=1e-4, atol=1e-5)
+    # every parameter gets a gradient; a pre-BN bias only rounding noise (why Adam moves it)
+    d.zero_grad(set_to_none=True)
+    F.binary_cross_entropy_with_logits(d(x), torch.ones(4, 1)).backward()
+    for name, p in d.named_parameters():
+        assert p.grad is not None, name
+        if name in missing:
+            assert p.grad.abs().max() < 1e-5, name
+        elif name != "linear2.bias":
+            assert p.grad.abs().sum() > 0, name

@@ -349,6 +349,81 @@ def test_spsr_official_preset(monkeypatch):
     assert res.terms["gradient_pixel"] == pytest.approx(0.01 * F.mse_loss(g_sr, g_hr).item(), rel=1e-5)
 
 
+def _record_order(monkeypatch, d_i, d_gm):
+    """What the G step does, in order: gradient maps ("M"), pixel losses ("pix") and
+    discriminator passes ("D_I fake", "D_GM real", ...)."""
+    events = []
+    m, pix = LS.gradient_map, LS.pixel_loss
+    monkeypatch.setattr(LS, "gradient_map", lambda x, **kw: (events.append("M"), m(x, **kw))[1])
+    monkeypatch.setattr(LS, "pixel_loss", lambda a, b, **kw: (events.append("pix"), pix(a, b, **kw))[1])
+    for name, d in (("D_I", d_i), ("D_GM", d_gm)):
+        d.register_forward_pre_hook(lambda mod, args, name=name: events.append(f"{name} {'fake' if args[0].requires_grad else 'real'}"))
+    return events
+
+
+@pytest.mark.parametrize("order", ["default", "official"])
+def test_spsr_term_order(monkeypatch, order):
+    hr = _hr()
+    loss = L.SPSRLoss(feature_extractor=TinyExtractor(), term_order=order)
+    assert f"term_order={order!r}" in repr(loss)
+    d_i, d_gm = _tiny_d(), _tiny_d()
+    events = _record_order(monkeypatch, d_i, d_gm)
+    out = _out(hr)
+    res = loss(out, hr, d_image=d_i, d_grad=d_gm)
+    names = [k for k in res.terms if k != "total"]
+    if order == "official":  # as the reference's optimize_parameters
+        assert events == ["M", "M", "pix", "pix", "D_I fake", "D_I real", "D_GM fake", "D_GM real"]
+        assert names == ["pixel", "perceptual", "gradient_pixel", "branch", "gan", "gradient_gan"]
+        total = torch.zeros((), dtype=torch.float32)  # `l_g_total += term`, term by term in float32
+        for k in names:
+            total = total + torch.tensor(res.terms[k], dtype=torch.float32)
+        assert res.total.item() == total.item()
+    else:
+        assert events == ["pix", "D_I real", "D_I fake", "M", "M", "pix", "D_GM real", "D_GM fake"]
+        assert names == ["pixel", "perceptual", "gan", "gradient_pixel", "gradient_gan", "branch"]
+    # the same objective either way
+    other = L.SPSRLoss(feature_extractor=TinyExtractor(), term_order="default" if order == "official" else "official")
+    ref = other(_out(hr), hr, d_image=_tiny_d(), d_grad=_tiny_d())
+    assert res.total.item() == pytest.approx(ref.total.item(), rel=1e-6)
+    assert L.SPSRLoss.official(perceptual=0.0).term_order == "official"
+    with pytest.raises(ValueError, match="term_order"):
+        L.SPSRLoss(term_order="reference", perceptual=0.0)
+
+
+def test_spsr_keep_real_runs_each_discriminator_once_on_hr_with_the_same_gradients(monkeypatch):
+    import copy
+
+    hr = _hr()
+    loss = L.SPSRLoss(feature_extractor=TinyExtractor())
+    d_pair = (_tiny_d(), _tiny_d())
+    grads, real_passes = [], []
+    for keep in (False, True):
+        d_i, d_gm = copy.deepcopy(d_pair)
+        events = _record_order(monkeypatch, d_i, d_gm)
+        out = _out(hr)
+        for d in (d_i, d_gm):  # the trainer freezes the discriminators for the G step
+            d.requires_grad_(False)
+        res = loss(out, hr, d_image=d_i, d_grad=d_gm, keep_real=keep)
+        assert all(p.requires_grad is False for d in (d_i, d_gm) for p in d.parameters())  # restored
+        assert (res.real_logits is not None) == keep and (res.real_grad_logits is not None) == keep
+        res.total.backward()
+        g_sr = out.sr.grad.clone()
+        for d in (d_i, d_gm):
+            d.requires_grad_(True)
+        dres = loss.discriminator_loss(out, hr, d_i, d_gm, sr_grad=res.sr_grad, hr_grad=res.hr_grad,
+                                       real_logits=res.real_logits, real_grad_logits=res.real_grad_logits)
+        dres.total.backward()
+        grads.append((g_sr, dres.terms, {k: p.grad.clone() for d in (d_i, d_gm) for k, p in d.named_parameters()}))
+        real_passes.append(sum(e.startswith("D") for e in events))
+    assert real_passes == [8, 6]  # per D: fake + real in each step, or the D step's real pass saved
+    (sr0, t0, g0), (sr1, t1, g1) = grads
+    assert torch.equal(sr0, sr1) and t0 == t1
+    for k in g0:
+        assert torch.equal(g0[k], g1[k]), k
+    with pytest.raises(ValueError, match="keep_real"):
+        L.SPSRLoss.official(feature_extractor=TinyExtractor())(_out(hr), hr, _tiny_d(), _tiny_d(), keep_real=True)
+
+
 def test_spsr_bad_calls():
     hr = _hr()
     loss = L.SPSRLoss(feature_extractor=TinyExtractor())

@@ -1,6 +1,7 @@
 """Recipes: typed TOML, unknown keys, overrides, validation, shipped recipes, CLI errors."""
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 
 import pytest
@@ -18,7 +19,7 @@ from gradguide.train.recipe import (
 )
 
 SHIPPED = sorted(
-    ["default_x4", "esrgan_x4", "quickstart", "rrdb_psnr_x4", "spsr_wo_gb_x4", "spsr_wo_gl_x4", "spsr_x4"]
+    ["default_x4", "esrgan_x4", "quickstart", "rrdb_psnr_x4", "spsr_wo_gb_x4", "spsr_wo_gl_x4", "spsr_x4", "spsr_x4_official"]
     + [f"{n}{v}" for n in ("realesrgan_x4", "real_spsr_x4", "realesrgan_x4_ldl", "real_spsr_x4_ldl") for v in ("", "_smoke")]
 )
 
@@ -42,6 +43,26 @@ def test_spsr_x4_has_the_paper_settings():
     l = r.loss
     assert (l.perceptual, l.pixel, l.gan, l.gradient_pixel, l.gradient_gan, l.branch) == (1.0, 0.01, 0.005, 0.01, 0.005, 0.5)
     assert l.perceptual_layer == "conv5_4" and l.on_missing_vgg == "error"
+
+
+def test_spsr_x4_official_sets_the_reference_codes_choices():
+    paper, off = resolve_recipe("spsr_x4"), resolve_recipe("spsr_x4_official")
+    l = off.loss
+    assert (l.gradient_criterion, l.gradient_padding, l.term_order) == ("mse", "official_loss", "official")
+    assert l.discriminator == l.gradient_discriminator == "vgg128_official"
+    t, o = off.train, off.optim
+    assert not (t.channels_last or t.reuse_real_logits or t.compile or o.fused) and t.amp == "none"
+    # everything else is the paper recipe's
+    assert (paper.loss.gradient_criterion, paper.loss.gradient_padding, paper.loss.term_order) == ("l1", "zeros", "default")
+    same = lambda r: {**dataclasses.asdict(r.model), **{f"optim.{k}": v for k, v in dataclasses.asdict(r.optim).items()},
+                      **{f"loss.{k}": v for k, v in dataclasses.asdict(r.loss).items()
+                         if k not in ("gradient_criterion", "gradient_padding", "term_order", "discriminator", "gradient_discriminator")},
+                      "crop": r.data.crop, "batch": r.train.batch_size, "its": r.train.iterations, "warmup": r.train.warmup_iters}
+    assert same(paper) == same(off)
+    # nothing that reorders or re-rounds the reference's step is accepted with it
+    for key in ("train.channels_last=true", "train.reuse_real_logits=true", "optim.fused=true", "train.amp=bf16", "train.compile=true"):
+        with pytest.raises(RecipeError, match=key.split("=")[0].replace(".", r"\.") + " must be off"):
+            apply_overrides(off, [key])
 
 
 def test_baseline_and_ablations_differ_only_in_gradient_parts():

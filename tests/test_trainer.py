@@ -310,3 +310,42 @@ def test_resume_compares_the_model_as_built_not_as_spelled():
         ModelConfig(backbone="rrdbnet", guidance="paper", scale=2).resolved()
     )  # the factory's defaults are filled in
     assert ModelConfig(backbone="rrdbnet", guidance="lr", scale=2).resolved() != ModelConfig(backbone="rrdbnet", guidance="paper", scale=2).resolved()
+
+
+def _trained(tmp_path, name, **train):
+    r = tiny_recipe(
+        loss={"gan": 0.005, "gradient_gan": 0.005, "discriminator": "vgg128", "gradient_discriminator": "vgg128"},
+        data={"crop": 32}, train={"iterations": 2, **train},
+    )
+    tr = Trainer(r, tmp_path / name, train_dataset=TinyDS(crop=32))
+    tr.fit()
+    return {f"{n}.{k}": v.detach().clone() for n, m in (("G", tr.G), ("D_I", tr.D_I), ("D_GM", tr.D_GM))
+            for k, v in m.state_dict().items()}
+
+
+def test_reuse_real_logits_trains_bitwise_like_two_passes(tmp_path):
+    base = _trained(tmp_path, "base")
+    reuse = _trained(tmp_path, "reuse", reuse_real_logits=True)
+    for k, v in base.items():
+        if "running_" in k or "num_batches_tracked" in k:
+            continue  # BatchNorm statistics see HR once per step instead of twice
+        assert torch.equal(v, reuse[k]), k
+    assert any(not torch.equal(base[k], reuse[k]) for k in base if "running_mean" in k)
+
+
+def test_fused_adam_switch(tmp_path):
+    from gradguide.train.build import build_optimizers
+
+    r = tiny_recipe(optim={"fused": True})
+    tr = Trainer(r, tmp_path / "fused", train_dataset=TinyDS())
+    assert tr.opt.g.defaults["fused"] is True
+    assert build_optimizers(tiny_recipe(), tr.G, None, None).g.defaults["fused"] is None
+    start = {k: v.clone() for k, v in tr.G.state_dict().items()}
+    tr.fit()
+    loop = Trainer(tiny_recipe(), tmp_path / "loop", train_dataset=TinyDS())
+    loop.fit()
+    moved = 0
+    for k, v in loop.G.state_dict().items():
+        torch.testing.assert_close(tr.G.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+        moved += int(not torch.equal(start[k], tr.G.state_dict()[k]))
+    assert moved

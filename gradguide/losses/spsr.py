@@ -7,6 +7,7 @@ package, or a plugin's) register through the ``gradguide_losses`` hook as a
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from typing import Any, Literal, Mapping, NamedTuple, Optional, Union
@@ -25,7 +26,18 @@ from .gradient import branch_loss
 from .perceptual import VGGFeatureExtractor, perceptual_loss
 from .pixel import pixel_loss
 
-__all__ = ["GeneratorLoss", "DiscriminatorLoss", "SPSRLoss", "build_term", "LOSSES"]
+__all__ = ["GeneratorLoss", "DiscriminatorLoss", "SPSRLoss", "TermOrder", "TERM_ORDERS", "build_term", "LOSSES"]
+
+#: How the G step orders its work. ``"default"``: pixel, perceptual, image GAN, then
+#: ``M(SR)``, gradient pixel, gradient GAN, branch; totals summed in one reduction.
+#: ``"official"``: as the official SPSR code's ``optimize_parameters``: ``M(SR)`` first,
+#: then pixel, perceptual, gradient pixel, branch, image GAN, gradient GAN, each
+#: discriminator run on the fake before the real, the total summed term by term in that
+#: order. The order decides in which order autograd sums the terms' gradients into the
+#: SR image (and the BatchNorm running statistics of the discriminators), so only
+#: ``"official"`` can track the reference bitwise beyond the first step.
+TermOrder = Literal["default", "official"]
+TERM_ORDERS: tuple[str, ...] = ("default", "official")
 
 
 def build_term(name: str, **options: Any) -> nn.Module:
@@ -50,12 +62,18 @@ class GeneratorLoss(NamedTuple):
             gradient term is on. Pass it to :meth:`SPSRLoss.discriminator_loss` to avoid
             recomputing it (it is detached there).
         hr_grad: ``M(HR)`` likewise (no graph).
+        real_logits, real_grad_logits: ``D_I(HR)`` and ``D_GM(M(HR))`` with the
+            discriminators' graph, when ``forward(..., keep_real=True)``; pass them to
+            :meth:`SPSRLoss.discriminator_loss` so that the D step does not run the
+            discriminators on the real batch again (``None`` otherwise).
     """
 
     total: Tensor
     terms: dict
     sr_grad: Optional[Tensor]
     hr_grad: Optional[Tensor]
+    real_logits: Optional[Tensor] = None
+    real_grad_logits: Optional[Tensor] = None
 
 
 class DiscriminatorLoss(NamedTuple):
@@ -66,6 +84,37 @@ class DiscriminatorLoss(NamedTuple):
 
     total: Tensor
     terms: dict
+
+
+@contextlib.contextmanager
+def _trainable(module: nn.Module):
+    """``module``'s parameters require grad inside the block (the G step freezes the
+    discriminators); their previous flags come back after it."""
+    params = list(module.parameters())
+    before = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        yield module
+    finally:
+        for p, flag in zip(params, before):
+            p.requires_grad_(flag)
+
+
+def _g_adversarial(d: nn.Module, fake_in: Tensor, real_in: Tensor, *, keep_real: bool, fake_first: bool) -> tuple[Tensor, Optional[Tensor]]:
+    """The G step's RaGAN term on one discriminator, and ``D(real)`` with D's graph when
+    ``keep_real`` (for the D step). ``fake_first``: the official code's order."""
+    if fake_first:
+        fake = d(fake_in)
+    if keep_real:
+        with _trainable(d):
+            real = d(real_in.detach())
+    else:
+        with torch.no_grad():
+            real = d(real_in.detach())
+    if not fake_first:
+        fake = d(fake_in)
+    return ragan_g_loss(real.detach(), fake), (real if keep_real else None)
 
 
 def _floats(named: dict[str, Tensor]) -> dict[str, float]:
@@ -95,6 +144,9 @@ class SPSRLoss(nn.Module):
             code: MSE for ``gradient_pixel``).
         gradient_padding: padding of ``M`` for the gradient pixel and gradient GAN terms
             (``"zeros"``; the official code: ``"official_loss"``, maps 2 px larger).
+        term_order: ``"default"`` or ``"official"`` (:data:`TERM_ORDERS`): the order of
+            the G step's work; ``"official"`` is the reference code's (needed to follow it
+            bitwise after step 1).
         branch_padding: padding of ``M(HR)``, the branch target (``"zeros"``, as the
             generator's own operator).
         eps: the operator's epsilon.
@@ -127,6 +179,7 @@ class SPSRLoss(nn.Module):
         gradient_criterion: Criterion = "l1",
         branch_criterion: Criterion = "l1",
         gradient_padding: Padding = "zeros",
+        term_order: TermOrder = "default",
         branch_padding: Padding = "zeros",
         eps: float = 1e-6,
         perceptual_layer: str = "conv5_4",
@@ -148,6 +201,7 @@ class SPSRLoss(nn.Module):
         self.branch_criterion = _check_choice(branch_criterion, CRITERIA, "SPSRLoss: branch_criterion")
         self.gradient_padding = _check_choice(gradient_padding, PADDINGS, "SPSRLoss: gradient_padding")
         self.branch_padding = _check_choice(branch_padding, PADDINGS, "SPSRLoss: branch_padding")
+        self.term_order = _check_choice(term_order, TERM_ORDERS, "SPSRLoss: term_order")
         self.eps = float(eps)
         _check_choice(on_missing_vgg, ("error", "drop"), "SPSRLoss: on_missing_vgg")
         self.feature_extractor: Optional[nn.Module] = None
@@ -180,9 +234,11 @@ class SPSRLoss(nn.Module):
 
     @classmethod
     def official(cls, **kw) -> "SPSRLoss":
-        """The official code's choices: MSE gradient pixel loss, pad-2 loss-side ``M``."""
+        """The official code's choices: MSE gradient pixel loss, pad-2 loss-side ``M``, and
+        its order of work in the G step (``term_order="official"``)."""
         kw.setdefault("gradient_criterion", "mse")
         kw.setdefault("gradient_padding", "official_loss")
+        kw.setdefault("term_order", "official")
         return cls(**kw)
 
     @classmethod
@@ -236,6 +292,7 @@ class SPSRLoss(nn.Module):
         d_grad: Optional[nn.Module] = None,
         *,
         ema_sr: Optional[Tensor] = None,
+        keep_real: bool = False,
     ) -> GeneratorLoss:
         """The generator loss (Eq. 10).
 
@@ -249,6 +306,11 @@ class SPSRLoss(nn.Module):
             d_grad: ``D_GM`` (required when ``gradient_gan > 0``).
             ema_sr: the EMA generator's SR on the same batch, for extra terms that
                 declare ``uses_ema = True`` (e.g. ``ldl``; see :attr:`needs_ema`).
+            keep_real: run the discriminators on the real batch with their graph and
+                return those logits (:class:`GeneratorLoss` ``real_logits``,
+                ``real_grad_logits``) for the D step, which then skips its own real
+                pass: each discriminator sees HR once per step instead of twice. Not with
+                ``term_order="official"`` (the reference runs them twice).
         """
         out = as_output(out, "SPSRLoss: out")
         sr = out.sr
@@ -258,9 +320,17 @@ class SPSRLoss(nn.Module):
             raise ValueError(f"SPSRLoss: gan weight is {self.gan} but no d_image discriminator was given")
         if self.gradient_gan > 0 and d_grad is None:
             raise ValueError(f"SPSRLoss: gradient_gan weight is {self.gradient_gan} but no d_grad discriminator was given")
+        official = self.term_order == "official"
+        if keep_real and official:
+            raise ValueError("SPSRLoss: keep_real changes the order of the discriminators' passes; "
+                             "term_order='official' keeps the reference's (drop keep_real)")
         sr32 = sr.float()
         hr32 = hr.detach().float()
         parts: dict[str, Tensor] = {}
+        real = real_g = None
+        g_sr = g_hr = None
+        if official and self.uses_gradient_maps:  # the reference builds M(SR) before any term
+            g_sr, g_hr = self.gradient_maps(sr32, hr32)
         if self.pixel > 0:
             parts["pixel"] = self.pixel * pixel_loss(sr32, hr32, criterion=self.pixel_criterion)
         if self.perceptual > 0:
@@ -268,21 +338,16 @@ class SPSRLoss(nn.Module):
             parts["perceptual"] = self.perceptual * perceptual_loss(
                 sr, hr.detach(), self.feature_extractor, criterion=self.perceptual_criterion
             ).float()
-        if self.gan > 0:
-            with torch.no_grad():
-                real = d_image(hr.detach())
-            fake = d_image(sr)
-            parts["gan"] = self.gan * ragan_g_loss(real.detach(), fake)
-        g_sr = g_hr = None
-        if self.uses_gradient_maps:
+        if self.gan > 0 and not official:
+            g, real = _g_adversarial(d_image, sr, hr, keep_real=keep_real, fake_first=False)
+            parts["gan"] = self.gan * g
+        if self.uses_gradient_maps and g_sr is None:
             g_sr, g_hr = self.gradient_maps(sr32, hr32)
-            if self.gradient_pixel > 0:
-                parts["gradient_pixel"] = self.gradient_pixel * pixel_loss(g_sr, g_hr, criterion=self.gradient_criterion)
-            if self.gradient_gan > 0:
-                with torch.no_grad():
-                    real_g = d_grad(g_hr)
-                fake_g = d_grad(g_sr)
-                parts["gradient_gan"] = self.gradient_gan * ragan_g_loss(real_g.detach(), fake_g)
+        if self.gradient_pixel > 0:
+            parts["gradient_pixel"] = self.gradient_pixel * pixel_loss(g_sr, g_hr, criterion=self.gradient_criterion)
+        if self.gradient_gan > 0 and not official:
+            g, real_g = _g_adversarial(d_grad, g_sr, g_hr, keep_real=keep_real, fake_first=False)
+            parts["gradient_gan"] = self.gradient_gan * g
         if self.branch > 0 and out.grad is not None:
             if g_hr is not None and self.branch_padding == self.gradient_padding:
                 target = g_hr
@@ -290,15 +355,25 @@ class SPSRLoss(nn.Module):
                 with torch.no_grad():
                     target = gradient_map(hr32, padding=self.branch_padding, eps=self.eps)
             parts["branch"] = self.branch * branch_loss(out.grad.float(), hr32, criterion=self.branch_criterion, target=target)
+        if official:  # the adversarial terms last, each discriminator on the fake first
+            if self.gan > 0:
+                parts["gan"] = self.gan * _g_adversarial(d_image, sr, hr, keep_real=False, fake_first=True)[0]
+            if self.gradient_gan > 0:
+                parts["gradient_gan"] = self.gradient_gan * _g_adversarial(d_grad, g_sr, g_hr, keep_real=False, fake_first=True)[0]
         for name, module in self.extra.items():
             value = module(out, hr, ema_sr=ema_sr) if getattr(module, "uses_ema", False) else module(out, hr)
             parts[name] = self.extra_weights[name] * value.float()
-        if parts:
-            total = torch.stack([p.reshape(()) for p in parts.values()]).sum()
-        else:
+        if not parts:
             total = sr32.sum() * 0.0
+        elif official:  # term by term, as `l_g_total += ...`
+            values = list(parts.values())
+            total = values[0].reshape(())
+            for v in values[1:]:
+                total = total + v.reshape(())
+        else:
+            total = torch.stack([p.reshape(()) for p in parts.values()]).sum()
         terms = _floats({**parts, "total": total})
-        return GeneratorLoss(total, terms, g_sr, g_hr)
+        return GeneratorLoss(total, terms, g_sr, g_hr, real, real_g)
 
     generator_loss = forward
 
@@ -313,12 +388,16 @@ class SPSRLoss(nn.Module):
         *,
         sr_grad: Optional[Tensor] = None,
         hr_grad: Optional[Tensor] = None,
+        real_logits: Optional[Tensor] = None,
+        real_grad_logits: Optional[Tensor] = None,
     ) -> DiscriminatorLoss:
         """RaGAN losses of ``D_I`` (Eq. 5) on images and ``D_GM`` (Eq. 8) on gradient maps.
 
         ``out.sr`` (and ``sr_grad``) are detached here, so only the discriminators get
         gradients. A discriminator whose weight (``gan`` / ``gradient_gan``) is 0 is not
-        called. ``sr_grad``/``hr_grad``: the maps from :class:`GeneratorLoss`, to reuse.
+        called. ``sr_grad``/``hr_grad``: the maps from :class:`GeneratorLoss`, to reuse;
+        ``real_logits``/``real_grad_logits``: its real logits (``forward(keep_real=True)``),
+        used instead of running the discriminators on the real batch again.
         Returns a :class:`DiscriminatorLoss`; ``total`` is unweighted (each D's own loss).
         """
         out = as_output(out, "SPSRLoss: out")
@@ -330,7 +409,7 @@ class SPSRLoss(nn.Module):
         if self.gan > 0:
             if d_image is None:
                 raise ValueError(f"SPSRLoss: gan weight is {self.gan} but no d_image discriminator was given")
-            real = d_image(hr.detach())
+            real = d_image(hr.detach()) if real_logits is None else real_logits
             fake = d_image(sr)
             parts["d_image"] = ragan_d_loss(real, fake)
             logs["d_image_real"] = real.detach().float().mean()
@@ -338,11 +417,11 @@ class SPSRLoss(nn.Module):
         if self.gradient_gan > 0:
             if d_grad is None:
                 raise ValueError(f"SPSRLoss: gradient_gan weight is {self.gradient_gan} but no d_grad discriminator was given")
-            if sr_grad is None or hr_grad is None:
+            if sr_grad is None or (hr_grad is None and real_grad_logits is None):
                 g_sr, g_hr = self.gradient_maps(sr, hr.detach())
                 sr_grad = g_sr if sr_grad is None else sr_grad
                 hr_grad = g_hr if hr_grad is None else hr_grad
-            real_g = d_grad(hr_grad.detach())
+            real_g = d_grad(hr_grad.detach()) if real_grad_logits is None else real_grad_logits
             fake_g = d_grad(sr_grad.detach())
             parts["d_grad"] = ragan_d_loss(real_g, fake_g)
             logs["d_grad_real"] = real_g.detach().float().mean()
@@ -358,7 +437,7 @@ class SPSRLoss(nn.Module):
         return (
             f"pixel={self.pixel}, perceptual={self.perceptual}, gan={self.gan}, gradient_pixel={self.gradient_pixel}, "
             f"gradient_gan={self.gradient_gan}, branch={self.branch}, gradient_criterion={self.gradient_criterion!r}, "
-            f"gradient_padding={self.gradient_padding!r}"
+            f"gradient_padding={self.gradient_padding!r}, term_order={self.term_order!r}"
         )
 
 

@@ -174,14 +174,14 @@ class Optimizers:
 
 
 def build_optimizers(recipe: Recipe, G: nn.Module, d_i: Optional[nn.Module], d_gm: Optional[nn.Module]) -> Optimizers:
-    """Adam(lr, betas, eps) for G (all its parameters: the warm-up freezes by
+    """Adam(lr, betas, eps; torch's fused kernel with ``optim.fused``) for G (all its parameters: the warm-up freezes by
     ``requires_grad``, and Adam skips parameters without gradients) and for D_I, D_GM;
     MultiStepLR(milestones, gamma) for each."""
     o = recipe.optim
     betas = (float(o.betas[0]), float(o.betas[1]))
 
     def adam(params, lr, wd):
-        return torch.optim.Adam(params, lr=lr, betas=betas, eps=o.eps, weight_decay=wd)
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=o.eps, weight_decay=wd, fused=True if o.fused else None)
 
     def sched(opt):
         return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(o.milestones), gamma=o.gamma)

@@ -207,6 +207,9 @@ class TrainConfig:
     checkpoint_every: int = 5000
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1" ...
     d_updates: bool = True  # train the discriminators (ignored when no adversarial term is on)
+    # D_I(HR) and D_GM(M(HR)) once per step: the G step keeps their graph for the D step
+    # (the reference runs them twice); not with loss.term_order = "official"
+    reuse_real_logits: bool = False
     time_limit_s: float = 0.0  # stop (with a checkpoint, resumable) after this many seconds; 0 = none
 
 
@@ -222,6 +225,7 @@ class OptimConfig:
     weight_decay_d: float = 0.0
     milestones: list = field(default_factory=lambda: [50_000, 100_000, 200_000, 300_000])
     gamma: float = 0.5
+    fused: bool = False  # torch's fused Adam kernel (fewer passes; rounding differs from the loop)
 
 
 def _loss_fields() -> list[tuple[str, Any, Any]]:
@@ -326,6 +330,11 @@ class Recipe:
             raise bad("train.time_limit_s", "must be >= 0")
         if t.checkpoint_every < 1:
             raise bad("train.checkpoint_every", "must be >= 1")
+        if l.term_order == "official":  # exact reproduction: nothing may reorder or re-round the reference's step
+            for key, on in (("train.reuse_real_logits", t.reuse_real_logits), ("train.channels_last", t.channels_last),
+                            ("train.compile", t.compile), ("optim.fused", o.fused), ("train.amp", t.amp != "none")):
+                if on:
+                    raise bad(key, "must be off with loss.term_order = 'official' (it changes the order or rounding of the reference's step)")
         if len(o.betas) != 2 or not all(isinstance(b, (int, float)) for b in o.betas):
             raise bad("optim.betas", f"must be two numbers, got {o.betas!r}")
         if not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in o.milestones):

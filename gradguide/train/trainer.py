@@ -379,7 +379,8 @@ class Trainer:
             if self.ema is not None and self.loss.needs_ema:  # e.g. LDL: the EMA copy's output, no autograd
                 with torch.no_grad():
                     ema_sr = as_output(self.ema.module(lr)).sr
-            gl = self.loss(out, hr, self.D_I, self.D_GM, ema_sr=ema_sr)
+            keep_real = bool(Ds) and self.recipe.train.d_updates and self.recipe.train.reuse_real_logits
+            gl = self.loss(out, hr, self.D_I, self.D_GM, ema_sr=ema_sr, keep_real=keep_real)
         terms = dict(gl.terms)
         bad = gdist.any_true(not math.isfinite(terms["total"]), self.dist, self.device)
         self.opt.g.zero_grad(set_to_none=True)
@@ -393,7 +394,8 @@ class Trainer:
             for d in Ds:
                 d.requires_grad_(True)
             with self._autocast():
-                dl = self.loss.discriminator_loss(out, hr, self.D_I, self.D_GM, sr_grad=gl.sr_grad, hr_grad=gl.hr_grad)
+                dl = self.loss.discriminator_loss(out, hr, self.D_I, self.D_GM, sr_grad=gl.sr_grad, hr_grad=gl.hr_grad,
+                                                  real_logits=gl.real_logits, real_grad_logits=gl.real_grad_logits)
             terms.update({("d_total" if k == "total" else k): x for k, x in dl.terms.items()})
             for o in (self.opt.d_i, self.opt.d_gm):
                 if o is not None:
