@@ -78,8 +78,8 @@ BUDGETS = {
     "cpu": Budget(psnr_iters=3000, gan_iters=1500, default_iters=6000, drift_iters=4000, batch=8, crop=96,
                   val_every=500, drift_val_every=250, warmup=150, d_nf=32),
     # one ~2 h piece on one CPU core (the other core training something else): crop 64, few iterations
-    "session": Budget(psnr_iters=800, gan_iters=300, default_iters=1000, drift_iters=1000, batch=8, crop=64,
-                      val_every=100, drift_val_every=100, warmup=30, d_nf=32),
+    "session": Budget(psnr_iters=1200, gan_iters=250, default_iters=1000, drift_iters=1000, batch=8, crop=64,
+                      val_every=200, drift_val_every=100, warmup=25, d_nf=32),
     # CI smoke: every arm, a couple of steps, two Set5 images
     "quick": Budget(psnr_iters=2, gan_iters=2, default_iters=2, drift_iters=2, batch=2, crop=32,
                     val_every=1, drift_val_every=1, warmup=1, d_nf=8, eval_max_images=2, eval_sets=("Set5",)),
