@@ -41,7 +41,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WORK = REPO / "runs" / "ablation"
@@ -733,9 +733,30 @@ def drift_findings(res: dict) -> list[str]:
     return out
 
 
+def curves_from(work: Path, names: Optional[Callable[[str], bool]] = None) -> dict:
+    """Every arm's Set5 validation curve under ``work/runs`` (``names`` filters), with the
+    device its timing records."""
+    out = {}
+    for c in sorted((work / "runs").glob("*/curve.jsonl")):
+        name = c.parent.name
+        if names and not names(name):
+            continue
+        t = c.parent / "timing.json"
+        devices = sorted({p["device"] for p in json.loads(t.read_text())["pieces"]}) if t.is_file() else []
+        out[name] = {"rows": [json.loads(line) for line in c.read_text().splitlines() if line.strip()], "devices": devices}
+    return out
+
+
 def report(args) -> None:
     work = Path(args.work)
     res = collect(work)
+    if args.curves_from:  # the drift study's curves from the run that made them (another work folder)
+        src = Path(args.curves_from)
+        extra = curves_from(src, lambda n: n.startswith("drift") or n == "default_x4")
+        res["curves_source"] = {"work": os.path.relpath(src.resolve(), REPO),
+                                "devices": sorted({d for c in extra.values() for d in c["devices"]})}
+        for name, c in extra.items():
+            res["curves"].setdefault(name, c["rows"])
     res["conclusions"] = conclusions(res)
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
@@ -749,6 +770,8 @@ def report(args) -> None:
     status = []
     for stage in ("psnr", "gan", "default"):
         names = [a["name"] for a in plan_arms if a["stage"] == stage]
+        if not names:
+            continue
         done = [n for n in names if n in res["arms"]]
         status.append(f"{stage}: {len(done)} of {len(names)} arms evaluated")
     L += ["**Status of this run:** " + "; ".join(status) + ". Arms without an evaluation are listed under "
@@ -776,6 +799,8 @@ def report(args) -> None:
     L.append("")
     bic = res["arms"].get("bicubic")
     for stage, title in (("gan", "GAN setting (Table 2)"), ("psnr", "PSNR setting"), ("default", "Bundled default model")):
+        if not any(a["stage"] == stage for a in plan_arms):
+            continue
         L += [f"## {title}", ""]
         for ds in BUDGETS[res["budget"]].eval_sets:
             L += [f"### {ds}", "", "| arm | seeds | " + " | ".join(f"{k} {'↓' if k in LOWER else '↑'}" for k in METRIC_COLS) + " |",
@@ -791,6 +816,10 @@ def report(args) -> None:
         L += ["## Validation curves (Set5, every validation round)", "",
               "The old quickstart recipe's drift, reproduced and fixed. `bias` is the mean signed error of R, G, B "
               "(SR - HR, in [0, 1] units): a global colour or intensity drift shows there while SSIM-Y hardly moves.", ""]
+        if res.get("curves_source"):
+            cs = res["curves_source"]
+            L += [f"These curves come from the run in `{cs['work']}` ({', '.join(cs['devices']) or 'device unknown'}), "
+                  "not from the run whose tables are above.", ""]
         for name, rows in res["curves"].items():
             if not name.startswith("drift") and name != "default_x4":
                 continue
@@ -817,8 +846,9 @@ def report(args) -> None:
     if res["curves"]:
         L += ["Validation curves:", ""] + [f"- {c}" for c in drift_findings(res)] + [""]
     plan = json.loads((work / "plan.json").read_text())
+    cf = f" --curves-from {res['curves_source']['work']}" if res.get("curves_source") else ""
     L += ["## Reproduce", "", "```sh", (plan.get("command") or f"python bench/ablation.py run --budget {res['budget']} --jobs N") + "   # resumable",
-          f"python bench/ablation.py report --work {os.path.relpath(work, REPO)}", "```", ""]
+          f"python bench/ablation.py report --work {os.path.relpath(work.resolve(), REPO)}{cf}", "```", ""]
     # keep the sections other scripts own (between <!-- name:begin --> and <!-- name:end -->)
     path = docs / "results.md"
     kept = []
@@ -861,6 +891,7 @@ def main(argv=None) -> None:
     rep = sub.add_parser("report", help="write docs/results.md and docs/results.json")
     rep.add_argument("--work", default=str(DEFAULT_WORK))
     rep.add_argument("--docs", default=str(REPO / "docs"))
+    rep.add_argument("--curves-from", default="", help="another work folder whose drift/default validation curves to include")
     for name in ("_train", "_eval"):
         t = sub.add_parser(name)
         t.add_argument("arm")
