@@ -8,6 +8,7 @@ difference of the first step's loss terms from the baseline's (same seed, same b
 an optimisation that keeps the losses keeps them to rounding).
 
     python bench/train_step_compare.py [--variants "fp32;channels_last"] [--rounds 2] [--steps 2]
+    python bench/train_step_compare.py --variants "fp32;channels_last;reuse_real;fused_adam;channels_last+reuse_real+fused_adam"
     python bench/train_step_compare.py --quick     # CI: a tiny generator, 1 round
 """
 from __future__ import annotations
@@ -27,6 +28,12 @@ VARIANTS = {
     "bf16": ["--amp", "bf16"],
     "bf16+channels_last": ["--amp", "bf16", "--channels-last"],
     "compile": ["--compile"],
+    # D_I(HR) and D_GM(M(HR)) once per step (the G step keeps their graph for the D step)
+    "reuse_real": ["--set", "train.reuse_real_logits=true"],
+    # torch's fused Adam kernel for G, D_I and D_GM
+    "fused_adam": ["--set", "optim.fused=true"],
+    # everything kept on CPU together
+    "channels_last+reuse_real+fused_adam": ["--channels-last", "--set", "train.reuse_real_logits=true", "--set", "optim.fused=true"],
 }
 
 
