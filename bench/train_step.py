@@ -67,6 +67,9 @@ def main(argv=None) -> None:
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     ap.add_argument("--json", default=None, help="also write the result here")
+    ap.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                    help="after the timed steps, one more step split into phases (G forward, G loss, backward, optimizers, "
+                         "D loss, EMA) and torch.profiler's top ROWS operators by self time")
     ap.add_argument("--peak-n", type=int, default=2048, help="matrix side of the matmul peak measurement (default 2048)")
     args = ap.parse_args(argv)
     if args.threads:
@@ -131,6 +134,7 @@ def main(argv=None) -> None:
         with FlopCounterMode(display=False) as fc:
             tr.train_step(lr, hr)
         flops = fc.get_total_flops()
+        profile = _profile(tr, lr, hr, sync, args.profile) if args.profile else None
         params = {
             "G": sum(p.numel() for p in tr.G.parameters()),
             "D_I": sum(p.numel() for p in tr.D_I.parameters()) if tr.D_I is not None else 0,
@@ -154,6 +158,12 @@ def main(argv=None) -> None:
     print(f"achieved {achieved:.1f} GFLOP/s (mean step) = {achieved / peak:.1%} of the matmul peak; best step {achieved_best:.1f} GFLOP/s = {achieved_best / peak:.1%}")
     for n in notes:
         print(f"note: {n}")
+    if profile:
+        print(f"\nwhere one step's time goes ({profile['step_s']:.2f} s, phases timed by wrapping the trainer's collaborators):")
+        for k, v in profile["phases"].items():
+            print(f"  {k:<34}{v:>8.3f} s {v / profile['step_s']:>7.1%}")
+        print(f"\ntorch.profiler, top {args.profile} operators by self CPU time (same step, profiled again):")
+        print(profile["table"])
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
@@ -164,10 +174,52 @@ def main(argv=None) -> None:
                     "flops_per_step": flops, "achieved_gflops": achieved, "matmul_peak_gflops": peak, "matmul_peak_before_after": [peak_before, peak_after],
                     "fraction_of_peak": achieved / peak, "params": params, "notes": notes,
                     "first_step_terms": first_terms, "seconds_per_step_all": times,
+                    "profile_phases": profile["phases"] if profile else None,
                 },
                 f,
                 indent=2,
             )  # fmt: skip
+
+
+def _profile(tr, lr, hr, sync, rows: int) -> dict:
+    """One step with each collaborator's call timed (G forward, the G loss with its D
+    passes, each optimizer step, the D loss, the EMA update); the backward passes are the
+    rest of the step. Then the same step under torch.profiler for an operator table."""
+    import torch
+
+    spent: dict = {}
+
+    def timed(name, fn):
+        def wrapper(*a, **kw):
+            sync()
+            t = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                sync()
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
+        return wrapper
+
+    tr.G_train.forward = timed("G forward", tr.G_train.forward)
+    tr.loss.forward = timed("G loss (pixel, VGG, D on fake/real)", tr.loss.forward)
+    tr.loss.discriminator_loss = timed("D loss (D_I, D_GM forward)", tr.loss.discriminator_loss)
+    for name, o in tr.opt.named().items():
+        o.step = timed(f"Adam step {name}", o.step)
+    if tr.ema is not None:
+        tr.ema.update_parameters = timed("EMA update", tr.ema.update_parameters)
+    sync()
+    t = time.perf_counter()
+    tr.train_step(lr, hr)
+    sync()
+    step = time.perf_counter() - t
+    phases = dict(spent)
+    phases["backward passes (G, D) and the rest"] = step - sum(spent.values())
+    acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if tr.device.type == "cuda" else [])
+    with torch.profiler.profile(activities=acts) as prof:
+        tr.train_step(lr, hr)
+        sync()
+    key = "self_cuda_time_total" if tr.device.type == "cuda" else "self_cpu_time_total"
+    return {"step_s": step, "phases": phases, "table": prof.key_averages().table(sort_by=key, row_limit=rows)}
 
 
 if __name__ == "__main__":
