@@ -700,6 +700,15 @@ def conclusions(res: dict) -> list[str]:
                 line = diff_line(x, y, lab, k, ds)
                 if line:
                     out.append(line)
+    bic = res["arms"].get("bicubic")
+    if bic and "psnr_rrdb" in g:  # where the shared start stands: the GAN arms inherit it
+        for ds in ("BSD68", "Set14", "Set5"):
+            a, _ = m("psnr_rrdb", ds, "PSNR")
+            b_ = bic["means"].get(ds, {}).get("PSNR")
+            if a is not None and b_ is not None:
+                out.append(f"The shared PSNR start (psnr_rrdb) against bicubic, {ds} PSNR: {a:.3f} vs {b_:.3f} ({a - b_:+.3f} dB): "
+                           + ("above bicubic" if a > b_ else "still below bicubic at this budget, so every GAN arm starts from an "
+                              "undertrained network"))
     for x, y, lab in (("psnr_rrdb_lr", "psnr_rrdb", "PSNR setting, RRDBNet guided vs plain"),
                       ("psnr_rrdb_lr", "psnr_rrdb_deep", "PSNR setting, RRDBNet guided vs FLOPs-matched deeper"),
                       ("psnr_edsr_lr", "psnr_edsr", "PSNR setting, EDSR guided vs plain")):
