@@ -628,6 +628,11 @@ METRIC_COLS = ("PSNR", "SSIM", "NIQE", "GMSD", "GradL1", "CIEDE2000", "PSNR-RGB"
 LOWER = {"NIQE", "GMSD", "GradL1", "CIEDE2000"}
 
 
+def read_curve(path: Path) -> list[dict]:
+    """The validation rounds of one ``curve.jsonl`` (see :class:`Curve`)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def collect(work: Path) -> dict:
     plan = json.loads((work / "plan.json").read_text())
     arms_ = [Arm(**a) for a in plan["arms"]]
@@ -657,7 +662,7 @@ def collect(work: Path) -> dict:
     for a in arms_:
         c = work / "runs" / a.name / "curve.jsonl"
         if c.is_file():
-            curves[a.name] = [json.loads(line) for line in c.read_text().splitlines() if line.strip()]
+            curves[a.name] = read_curve(c)
     out["curves"] = curves
     out["machine"] = plan.get("machine")
     return out
@@ -764,7 +769,7 @@ def curves_from(work: Path, names: Optional[Callable[[str], bool]] = None) -> di
             continue
         t = c.parent / "timing.json"
         devices = sorted({p["device"] for p in json.loads(t.read_text())["pieces"]}) if t.is_file() else []
-        out[name] = {"rows": [json.loads(line) for line in c.read_text().splitlines() if line.strip()], "devices": devices}
+        out[name] = {"rows": read_curve(c), "devices": devices}
     return out
 
 
