@@ -37,3 +37,15 @@ def test_optimizer_step_quick(capsys):
     assert optimizer_step.main(["--quick"]) in (0, None)
     out = capsys.readouterr().out
     assert "fused" in out and "foreach" in out
+
+
+def test_train_step_profile_splits_a_step_into_phases(capsys):
+    import train_step
+
+    train_step.main(["--set", "model.backbone_config={nf=8, nb=20, gc=4}", "--peak-n", "256", "--lr-size", "8",
+                     "--batch", "2", "--steps", "1", "--profile", "3"])
+    out = capsys.readouterr().out
+    assert "where one step's time goes" in out
+    for phase in ("G forward", "G loss", "D loss", "Adam step G", "Adam step D_I", "Adam step D_GM", "backward passes"):
+        assert phase in out, phase
+    assert "convolution" in out  # the operator table
