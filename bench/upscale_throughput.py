@@ -10,9 +10,14 @@ default model). Weights are random (seed 0) unless a checkpoint is given.
    share of output values that differ after rounding. A default overlap is acceptable
    when the largest difference is <= 1 level.
 2. **Throughput** (``--size``, default 512 LR px, x4): megapixels of output per second
-   with the defaults of old (tile 128, overlap 32, fixed grid) against today's
-   (``tile="auto"`` from the memory budget, ``DEFAULT_OVERLAP``, balanced grid), timed
-   one after the other in the same process; and, when it fits the budget, untiled.
+   with the defaults of old (tile 128, overlap 32, fixed grid, NCHW) against today's
+   (``tile="auto"``: from the memory budget and at most ``CPU_TILE`` on the CPU,
+   ``DEFAULT_OVERLAP``, balanced grid, ``channels_last`` tiles on the CPU), timed one
+   after the other in the same process; between them today's tiling with NCHW tiles,
+   so each change's factor shows (``--no-breakdown`` skips that row).
+3. **Tile sweep** (``--tile-sweep 64,96,128,192,256``): one untiled forward per side,
+   NCHW and channels_last, in microseconds per LR pixel: where the time per pixel starts
+   to rise is what ``CPU_TILE`` rests on.
 
     python bench/upscale_throughput.py [--size 512] [--context-size 64] [--device cpu]
                                        [--max-memory 8G] [--model ckpt.safetensors ...]
@@ -107,7 +112,38 @@ def context_table(name, model, n, overlaps, device, scale):
     return {"untiled_s": t_untiled, "rows": [dict(zip(("overlap", "tile", "max_diff_levels", "max_uint8_diff", "frac_differing", "time_vs_untiled"), r)) for r in rows]}
 
 
-def throughput(name, model, n, device, scale, max_memory, repeats):
+def tile_sweep(name, model, sides, device, scale):
+    """Seconds per LR pixel of one untiled forward at each side, NCHW and channels_last."""
+    import torch
+
+    from gradguide.infer.tiling import run_tiles
+
+    def sink(y0, y1, sr, grad):
+        pass
+
+    run_tiles(model, _image(32)[None], sink, scale=scale, tile=None, device=device, channels_last=False)  # warm-up
+    run_tiles(model, _image(32)[None], sink, scale=scale, tile=None, device=device, channels_last=True)
+    rows = []
+    for n in sides:
+        x = _image(n, seed=3)[None]
+        row = [n]
+        for nhwc in (False, True):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            run_tiles(model, x, sink, scale=scale, tile=None, device=device, channels_last=nhwc)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            row.append((time.perf_counter() - t) / n**2 * 1e6)
+        rows.append(row)
+    print(f"\n{name}: tile sweep, one untiled forward per LR side, microseconds per LR pixel")
+    print(f"{'side':>6}{'NCHW':>10}{'NHWC':>10}{'NCHW/NHWC':>11}")
+    for n, a, b in rows:
+        print(f"{n:>6}{a:>10.1f}{b:>10.1f}{a / b:>10.2f}x")
+    return [dict(zip(("side", "nchw_us_per_px", "nhwc_us_per_px"), r)) for r in rows]
+
+
+def throughput(name, model, n, device, scale, max_memory, repeats, breakdown=True):
     import torch
 
     from gradguide.infer.tiling import DEFAULT_OVERLAP, LEGACY_TILE, plan_tile, resolve_dtype, run_tiles
@@ -134,22 +170,30 @@ def throughput(name, model, n, device, scale, max_memory, repeats):
     model.to(device)
     plan = plan_tile(model, x.shape, scale=scale, overlap=DEFAULT_OVERLAP, device=device, dtype=resolve_dtype("fp32"), max_memory=max_memory)
     # warm-up (oneDNN primitives / cuDNN autotune) on a small input
+    run_tiles(model, x[..., :32, :32], sink, scale=scale, tile=None, device=device, channels_last=False)
     run_tiles(model, x[..., :32, :32], sink, scale=scale, tile=None, device=device)
-    old_s, _ = timed(tile=LEGACY_TILE, overlap=32, balance=False)
+    old_s, _ = timed(tile=LEGACY_TILE, overlap=32, balance=False, channels_last=False)
+    rows = [("old defaults: tile 128, overlap 32, fixed grid, NCHW", old_s)]
+    tiles = f"tile auto -> {'untiled' if plan.tile is None else plan.tile}, overlap {DEFAULT_OVERLAP}, balanced"
+    mid_s = None
+    if breakdown:
+        mid_s, _ = timed(tile="auto", overlap=DEFAULT_OVERLAP, max_memory=max_memory, channels_last=False)
+        rows.append((f"{tiles}, NCHW", mid_s))
     new_s, used = timed(tile="auto", overlap=DEFAULT_OVERLAP, max_memory=max_memory)
-    rows = [("old defaults: tile 128, overlap 32, fixed grid", old_s),
-            (f"new defaults: tile auto -> {'untiled' if plan.tile is None else plan.tile}, overlap {DEFAULT_OVERLAP}, balanced", new_s)]
+    nhwc = torch.device(device).type == "cpu"
+    rows.append((f"new defaults: {tiles}{', NHWC' if nhwc else ''}", new_s))
     print(f"\n{name}: throughput, {n}x{n} LR x{scale} -> {mp:.2f} MP output, device {device}; budget {plan.budget / 2**30:.2f} GiB, "
           f"estimated peak {plan.estimated_peak / 2**30:.2f} GiB, {plan.per_pixel / 1e3:.0f} kB activations per LR px")
-    print(f"{'':<62}{'s':>8}{'MP/s':>9}{'vs old':>8}")
+    print(f"{'':<72}{'s':>8}{'MP/s':>9}{'vs old':>8}")
     for label, sec in rows:
-        print(f"{label:<62}{sec:>8.2f}{mp / sec:>9.3f}{old_s / sec:>7.2f}x")
-    return {"size": n, "mp": mp, "old_s": old_s, "new_s": new_s, "speedup": old_s / new_s,
+        print(f"{label:<72}{sec:>8.2f}{mp / sec:>9.3f}{old_s / sec:>7.2f}x")
+    return {"size": n, "mp": mp, "old_s": old_s, "tiling_nchw_s": mid_s, "new_s": new_s, "speedup": old_s / new_s,
             "tile": plan.tile, "budget": plan.budget, "estimated_peak": plan.estimated_peak, "per_pixel": plan.per_pixel}
 
 
 def fits_untiled(name, model, n, device, scale, max_memory):
-    """An input that fits the budget: the default must run it untiled (cost 1.0x)."""
+    """An input that fits the budget untiled: the default costs at most 1.25x the untiled
+    run (it runs it untiled up to ``CPU_TILE``, in tiles above that on the CPU)."""
     from gradguide.infer.tiling import run_tiles
 
     x = _image(n, seed=2)[None]
@@ -184,11 +228,14 @@ def main(argv=None) -> int:
     ap.add_argument("--fit-size", type=int, default=96, help="LR side of the fits-untiled check (0 skips it)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--no-breakdown", action="store_true", help="throughput: skip the row of today's tiling with NCHW tiles")
+    ap.add_argument("--tile-sweep", default="", help="LR sides for the tile sweep, e.g. 64,96,128,192,256 (default: none)")
     ap.add_argument("--quick", action="store_true", help="tiny models and sizes (CI: exercised, not timed)")
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args(argv)
     if args.quick:
         args.size, args.context_size, args.overlaps, args.fit_size = 40, 24, "0,4", 24
+        args.tile_sweep = "16,24"
 
     import torch
 
@@ -205,8 +252,11 @@ def main(argv=None) -> int:
         res = summary["models"][name] = {}
         if args.context_size:
             res["context"] = context_table(name, model.to(args.device), args.context_size, overlaps, args.device, args.scale)
+        if args.tile_sweep:
+            res["tile_sweep"] = tile_sweep(name, model, [int(v) for v in args.tile_sweep.split(",") if v.strip()], args.device, args.scale)
         if not args.skip_throughput:
-            res["throughput"] = throughput(name, model, args.size, args.device, args.scale, args.max_memory, args.repeats)
+            res["throughput"] = throughput(name, model, args.size, args.device, args.scale, args.max_memory, args.repeats,
+                                           breakdown=not args.no_breakdown)
         if args.fit_size:
             res["fits"] = fits_untiled(name, model, args.fit_size, args.device, args.scale, args.max_memory)
     summary["load_end"] = os.getloadavg()[0]

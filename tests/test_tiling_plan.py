@@ -129,3 +129,68 @@ def test_cli_upscale_max_memory(tmp_path, capsys):
     rc = main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o2"), "--max-memory", "lots", "--no-progress"])
     assert rc != 0
     assert "--max-memory" in capsys.readouterr().err
+
+
+def test_cpu_tiles_are_capped_for_speed(monkeypatch):
+    """On the CPU, tile='auto' stays at or below CPU_TILE even when the whole image fits
+    (time per pixel rises above it); max_tile=0 lifts the bound, other devices have none."""
+    import gradguide.infer.tiling as tiling
+
+    monkeypatch.setattr(tiling, "_rss", lambda: 10**9)
+    m = Tiny(width=8)
+    side = tiling.CPU_TILE + 100
+    capped = plan_tile(m, (1, 3, side, side), scale=2, overlap=8, max_memory="64G")
+    assert capped.tile == tiling.CPU_TILE
+    assert plan_tile(m, (1, 3, side, side), scale=2, overlap=8, max_memory="64G", max_tile=0).tile is None
+    assert plan_tile(m, (1, 3, side, side), scale=2, overlap=8, max_memory="64G", max_tile=100).tile == 100
+    assert plan_tile(m, (1, 3, tiling.CPU_TILE, 40), scale=2, overlap=8, max_memory="64G").tile is None
+    # a memory-bound tile below the cap is kept as it is
+    fixed = capped.fixed
+    assert plan_tile(m, (1, 3, side, side), scale=2, overlap=8, max_memory=fixed + 4 * 2**20).tile < tiling.CPU_TILE
+
+
+class Recorder(Tiny):
+    """Tiny that records the memory format of every input; ``strict`` refuses NHWC as a
+    model with a ``.view`` on NCHW strides would."""
+
+    def __init__(self, strict=False):
+        super().__init__()
+        self.strict, self.formats = strict, []
+
+    def forward(self, x):
+        nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        self.formats.append("nhwc" if nhwc else "nchw")
+        if self.strict and nhwc:
+            raise RuntimeError("view size is not compatible with input tensor's size and stride")
+        return super().forward(x)
+
+
+def test_cpu_tiles_go_channels_last_with_the_same_output():
+    x = torch.rand(1, 3, 50, 47)
+    m = Recorder().eval()
+    nchw, _ = tiled_forward(m, x, tile=24, overlap=8, channels_last=False)
+    assert set(m.formats) == {"nchw"}
+    m.formats.clear()
+    auto, _ = tiled_forward(m, x, tile=24, overlap=8)  # CPU: channels_last by default
+    assert set(m.formats) == {"nhwc"} and len(m.formats) == 9
+    assert (auto - nchw).abs().max() < 1e-5
+    # the model's own parameters are left as they were
+    assert all(p.is_contiguous() for p in m.parameters())
+
+
+def test_a_model_that_refuses_channels_last_runs_nchw():
+    x = torch.rand(1, 3, 50, 47)
+    ref, _ = tiled_forward(Tiny().eval(), x, tile=24, overlap=8, channels_last=False)
+    m = Recorder(strict=True).eval()
+    out, _ = tiled_forward(m, x, tile=24, overlap=8)
+    assert m.formats[:2] == ["nhwc", "nchw"] and set(m.formats[2:]) == {"nchw"}  # one retry, then NCHW
+    assert torch.equal(out, ref)
+
+
+def test_an_error_on_nchw_too_propagates():
+    class Broken(Tiny):
+        def forward(self, x):
+            raise RuntimeError("broken weights")
+
+    with pytest.raises(RuntimeError, match="broken weights"):
+        tiled_forward(Broken().eval(), torch.rand(1, 3, 20, 20), tile=None)

@@ -30,7 +30,15 @@ evenly, so no tile hangs far over its neighbour.
 
 Tile size. ``tile="auto"`` (the default) takes the largest tile whose estimated peak
 memory fits a budget (:func:`plan_tile`; ``--max-memory``, default from the free memory)
-and runs the image in one piece when it fits: see :func:`plan_tile`.
+and runs the image in one piece when it fits: see :func:`plan_tile`. On the CPU it also
+stays at or below :data:`CPU_TILE` LR px, because a convolution's time per pixel there
+rises once a tile's activations outgrow the caches (``python bench/upscale_throughput.py
+--tile-sweep``): smaller tiles with a 12 px overlap beat one large pass.
+
+Memory format. On the CPU each tile goes to the model as ``channels_last`` (NHWC), which
+the oneDNN convolutions run 1.2-1.4x faster than NCHW; the weights are left as they are
+(the model is not changed), and the output differs from an NCHW run by float rounding
+only (about 1e-6). ``channels_last=False`` gives NCHW.
 
 Out of memory. An OOM from the device (CUDA, MPS, or the CPU allocator) restarts the
 image with half the tile size, down to ``min_tile``.
@@ -60,6 +68,7 @@ __all__ = [
     "default_memory_budget",
     "parse_memory",
     "DEFAULT_OVERLAP",
+    "CPU_TILE",
     "TileOOMError",
     "InferenceError",
     "split_output",
@@ -83,6 +92,12 @@ DEFAULT_TILE: Union[int, str] = TILE_AUTO
 DEFAULT_OVERLAP = 12
 #: the tile side used before tiles were sized from memory (``bench/upscale_throughput.py``'s baseline)
 LEGACY_TILE = 128
+#: on the CPU, ``tile="auto"`` uses tiles of at most this many LR px: measured with
+#: ``python bench/upscale_throughput.py --tile-sweep`` (docs/inference.md), the time per
+#: LR pixel of the paper SPSR and of RRDBNet + ``lr`` fusion is flat up to 192 and 1.2x
+#: higher at 256 (activations outgrow the caches), so above 192 tiling is faster than a
+#: single pass even counting the overlap computed twice
+CPU_TILE = 192
 
 
 def split_output(out: Union[Tensor, SROutput, tuple]) -> tuple[Tensor, Optional[Tensor]]:
@@ -318,9 +333,11 @@ def plan_tile(
     max_memory: Union[int, str, None] = None,
     with_grad: bool = False,
     min_tile: int = 32,
+    max_tile: Optional[int] = None,
 ) -> TilePlan:
     """The largest tile whose estimated peak fits the budget, or ``None`` (untiled) when
-    the whole image fits.
+    the whole image fits; never above ``max_tile`` (``None``: :data:`CPU_TILE` on the
+    CPU, no bound elsewhere; ``0``: no bound).
 
     ``peak(t) = fixed + ACTIVATION_FACTOR * a * t^2 + bands(t)`` with ``a`` the traced
     activation bytes per LR pixel (:func:`activation_bytes`), ``fixed`` the process as
@@ -349,11 +366,12 @@ def plan_tile(
         return int(fixed + ACTIVATION_FACTOR * per_px * t * t + band_per_row * t)
 
     whole = max(h, w)
-    if peak(whole) <= budget:
+    cap = (CPU_TILE if dev.type == "cpu" else 0) if max_tile is None else int(max_tile)
+    if peak(whole) <= budget and (not cap or whole <= cap):
         return TilePlan(None, budget, fixed, per_px, peak(whole), note)
     lo = max(min_tile, overlap + 1)
     t = lo
-    hi = whole
+    hi = min(whole, max(cap, lo)) if cap else whole
     while lo <= hi:  # largest t with peak(t) <= budget
         mid = (lo + hi) // 2
         if peak(mid) <= budget:
@@ -402,6 +420,7 @@ def run_tiles(
     on_retry: Optional[Callable[[int, BaseException], None]] = None,
     max_memory: Union[int, str, None] = None,
     balance: bool = True,
+    channels_last: Optional[bool] = None,
 ) -> int:
     """Run ``model`` over ``lr`` tile by tile and hand finished output rows to ``sink``.
 
@@ -422,6 +441,8 @@ def run_tiles(
         with_grad: also blend and emit the gradient map (``None`` if the model has none).
         on_tile: ``on_tile(done, total)`` after each tile.
         on_retry: ``on_retry(new_tile, exc)`` when an OOM halves the tile size.
+        channels_last: hand each tile to the model in ``channels_last`` memory format
+            (``None``: on the CPU, where it is faster; see module doc).
 
     Returns:
         the tile size that succeeded.
@@ -443,9 +464,10 @@ def run_tiles(
     if cur <= overlap and cur < max(h, w):
         raise InferenceError(f"--tile {cur}: must be larger than the overlap ({overlap})")
     sink = keep_grey(lr, sink)
+    call = _layout_call(model, dev.type == "cpu" if channels_last is None else bool(channels_last))
     while True:
         try:
-            _run_grid(model, lr, sink, scale, cur, overlap, dev, dtype, with_grad, on_tile, balance)
+            _run_grid(call, lr, sink, scale, cur, overlap, dev, dtype, with_grad, on_tile, balance)
             return cur
         except Exception as exc:  # noqa: BLE001 - only OOM is retried
             if not is_oom(exc):
@@ -458,6 +480,25 @@ def run_tiles(
             if on_retry is not None:
                 on_retry(nxt, exc)
             cur = nxt
+
+
+def _layout_call(model: nn.Module, nhwc: bool) -> Callable[[Tensor], object]:
+    """``model(x)`` with ``x`` in ``channels_last`` while that works (``nhwc``). A model
+    that raises on an NHWC tile (say, a ``.view`` that assumes NCHW strides) gets that
+    tile again as NCHW, and NCHW from then on; an error it also raises on NCHW propagates."""
+    state = {"nhwc": nhwc}
+
+    def call(x: Tensor):
+        if state["nhwc"]:
+            try:
+                return model(x.contiguous(memory_format=torch.channels_last))
+            except RuntimeError as exc:
+                if is_oom(exc):
+                    raise
+                state["nhwc"] = False
+        return model(x)
+
+    return call
 
 
 def _run_grid(model, lr, sink, s, tile, overlap, dev, dtype, with_grad, on_tile, balance=True) -> None:
@@ -539,6 +580,7 @@ def tiled_forward(
     min_tile: int = 32,
     max_memory: Union[int, str, None] = None,
     balance: bool = True,
+    channels_last: Optional[bool] = None,
 ) -> tuple[Tensor, Optional[Tensor]]:
     """Tiled inference returning full float32 CPU tensors ``(sr, grad)``.
 
@@ -562,7 +604,7 @@ def tiled_forward(
             out["grad"][..., y0:y1, :] = grad
 
     run_tiles(model, lr, sink, scale=s, tile=tile, overlap=overlap, device=device, precision=precision, with_grad=with_grad,
-              min_tile=min_tile, max_memory=max_memory, balance=balance)
+              min_tile=min_tile, max_memory=max_memory, balance=balance, channels_last=channels_last)
     sr, grad = out["sr"], out["grad"]
     if squeeze:
         sr = sr[0]
