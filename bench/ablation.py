@@ -332,40 +332,20 @@ def train_dataset(cache: Path, arm: Arm, b: Budget):
 
 
 class Curve:
-    """At every validation iteration: Set5 PSNR-Y, PSNR-RGB, CIEDE2000 and the mean signed
-    error per RGB channel (a colour or intensity drift shows there, not in PSNR-Y's trend
-    alone). Appends JSON lines to ``curve.jsonl`` in the run folder."""
+    """At every validation: the trainer's own figures (``val.colour``: Set5 PSNR-Y, SSIM-Y,
+    PSNR-RGB, CIEDE2000 and the mean signed error per RGB channel, where a colour or
+    intensity drift shows, not in PSNR-Y's trend alone), appended as JSON lines to
+    ``curve.jsonl`` in the run folder. Nothing is computed twice."""
 
-    def __init__(self, val, every: int, path: Path) -> None:
-        self.val, self.every, self.path = val, every, path
+    def __init__(self, path: Path) -> None:
+        self.path = path
 
     def __call__(self, trainer) -> None:
-        import torch
-
-        from gradguide.eval import metrics as M
-        from gradguide.types import as_output
-
-        if trainer.iteration % self.every and trainer.iteration != trainer.recipe.train.iterations:
+        m = trainer.last_val
+        if not m or int(m.get("iteration", -1)) != trainer.iteration or "ciede2000" not in m:
             return
-        model = trainer.eval_model()
-        was = model.training
-        model.eval()
-        rows = []
-        with torch.no_grad():
-            for i in range(len(self.val)):
-                lr, hr = self.val[i][:2]
-                sr = as_output(model(lr[None].to(trainer.device))).sr.float().clamp(0, 1).cpu()
-                hr = hr[None]
-                srq, hrq = M.quantize(sr), M.quantize(hr)
-                rows.append([
-                    M.psnr_y(sr, hr, crop=SCALE).item(), M.psnr_rgb(sr, hr, crop=SCALE).item(),
-                    M.ciede2000(sr, hr, crop=SCALE).item(), M.ssim_y(sr, hr, crop=SCALE).item(),
-                    *((srq - hrq).mean(dim=(0, 2, 3)) / 255.0).tolist(),
-                ])
-        model.train(was)
-        mean = [sum(r[k] for r in rows) / len(rows) for k in range(len(rows[0]))]
-        rec = dict(iteration=trainer.iteration, psnr_y=mean[0], psnr_rgb=mean[1], ciede2000=mean[2], ssim_y=mean[3],
-                   bias_rgb=mean[4:7])
+        rec = dict(iteration=trainer.iteration, psnr_y=m["psnr_y"], psnr_rgb=m["psnr_rgb"], ciede2000=m["ciede2000"],
+                   ssim_y=m["ssim_y"], bias_rgb=[m["bias_r"], m["bias_g"], m["bias_b"]])
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(rec) + "\n")
 
@@ -414,7 +394,7 @@ def train_arm(arm: Arm, b: Budget, work: Path, data_root: Path, device: str, dea
         init = str(generator_at(work, arm.init, it))
     recipe = build_recipe(arm, b, work, device, left if deadline else 0.0, init)
     val = ValidationDataset(data_root / "test" / "Set5", SCALE)
-    curve = Curve(val, recipe.val.every, out / "curve.jsonl")
+    curve = Curve(out / "curve.jsonl")
     snap = Snapshot(recipe.val.every, out / "snaps")
     resume = (out / STATE_FILE).is_file()
     if not resume and (out / "curve.jsonl").exists():

@@ -50,7 +50,7 @@ def main(argv=None) -> None:
     val = ValidationDataset(data_root / "test" / "Set5", A.SCALE)
     resume = (out / STATE_FILE).is_file()
     trainer = Trainer(recipe, out, resume=resume, train_dataset=A.train_dataset(cache, arm, A.BUDGETS["cpu"]), val_dataset=val,
-                      callbacks=[A.Curve(val, recipe.val.every, out / "curve.jsonl")])
+                      callbacks=[A.Curve(out / "curve.jsonl")])
     try:
         res = trainer.fit()
     finally:

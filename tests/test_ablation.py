@@ -40,6 +40,10 @@ def test_quick_study_end_to_end(tmp_path, monkeypatch):
     for name in ("psnr_rrdb", "a_esrgan_s0", "e_spsr_lr_s0", "bicubic"):
         ev = json.loads((work / "eval" / f"{name}.json").read_text())
         assert np.isfinite(ev["datasets"]["Set5"][name]["mean"]["PSNR"])
+    # the validation curve is the trainer's own validation (val.colour), one row per round
+    rows = A.read_curve(work / "runs" / "psnr_rrdb" / "curve.jsonl")
+    assert rows and rows[-1]["iteration"] == 2 and len(rows[-1]["bias_rgb"]) == 3
+    assert np.isfinite(rows[-1]["ciede2000"]) and rows[-1]["psnr_rgb"] > 0
     m = gradguide.load(exp / "e_spsr_lr_s0.safetensors")  # fp16 storage loads like any checkpoint
     assert m.scale == 4
     docs.mkdir()

@@ -269,6 +269,7 @@ class ValConfig:
     metric: ValMetric = "psnr_y"  # save-best metric
     mode: MetricMode = "max"
     max_images: int = 0  # 0 = all
+    colour: bool = True  # also PSNR-RGB, CIEDE2000 and the mean signed RGB error (colour drift Y cannot show)
 
 
 @dataclass

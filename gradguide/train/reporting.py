@@ -91,10 +91,15 @@ class Reporter:
 
     def validation(self, iteration: int, metrics: dict, improved: bool) -> None:
         if self._writer is not None:
-            for k in ("psnr_y", "ssim_y"):
-                self._writer.add_scalar(f"val/{k}", metrics[k], iteration)
+            for k in ("psnr_y", "ssim_y", "psnr_rgb", "ciede2000", "bias_r", "bias_g", "bias_b"):
+                if k in metrics:
+                    self._writer.add_scalar(f"val/{k}", metrics[k], iteration)
+        colour = ""
+        if "ciede2000" in metrics:
+            bias = " ".join(f"{c}{metrics[f'bias_{c.lower()}'] * 255:+.2f}" for c in "RGB")
+            colour = f", PSNR-RGB {metrics['psnr_rgb']:.3f} dB, CIEDE2000 {metrics['ciede2000']:.3f}, mean error {bias} levels"
         self.say(
-            f"val @ {iteration}: PSNR-Y {metrics['psnr_y']:.3f} dB, SSIM-Y {metrics['ssim_y']:.4f}"
+            f"val @ {iteration}: PSNR-Y {metrics['psnr_y']:.3f} dB, SSIM-Y {metrics['ssim_y']:.4f}{colour}"
             + (" (best)" if improved else "")
         )
 

@@ -352,12 +352,13 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.G
 
     def validate(self) -> Optional[dict]:
-        """Y-channel PSNR/SSIM (border crop = scale) over the validation set (rank 0)."""
+        """Y-channel PSNR/SSIM (border crop = scale) over the validation set (rank 0), and
+        the colour figures of :func:`~gradguide.train.validation.validate` with ``val.colour``."""
         if self.val_dataset is None:
             return None
         metrics = validate_model(
             self.eval_model(), self.val_dataset, scale=self.recipe.model.scale, max_images=self.recipe.val.max_images,
-            to_device=self._to_device, autocast=self._autocast,
+            to_device=self._to_device, autocast=self._autocast, colour=self.recipe.val.colour,
         )
         return {**metrics, "iteration": self.iteration}
 

@@ -1,4 +1,7 @@
-"""Validation during training: Y-channel PSNR/SSIM of a model over a validation set."""
+"""Validation during training: Y-channel PSNR/SSIM of a model over a validation set and,
+with ``colour=True``, the colour figures that Y-channel metrics cannot show (PSNR on RGB,
+CIEDE2000, and the mean signed error of each RGB channel, where a colour or intensity
+drift of training shows first)."""
 from __future__ import annotations
 
 import contextlib
@@ -7,7 +10,7 @@ from typing import Callable, ContextManager
 import torch
 from torch import nn
 
-from ..eval.metrics import psnr_y, ssim_y
+from ..eval.metrics import ciede2000, psnr_rgb, psnr_y, quantize, ssim_y
 from ..types import as_output
 
 __all__ = ["validate"]
@@ -17,22 +20,30 @@ __all__ = ["validate"]
 def validate(
     model: nn.Module, dataset, *, scale: int, max_images: int = 0,
     to_device: Callable[[torch.Tensor], torch.Tensor] = lambda x: x, autocast: Callable[[], ContextManager] = contextlib.nullcontext,
+    colour: bool = False,
 ) -> dict:
     """Mean PSNR-Y and SSIM-Y (border crop = ``scale``) of ``model`` over ``dataset``'s
     ``(lr, hr)`` items (the first ``max_images``; 0 = all), in eval mode (restored after).
-    Returns ``{"psnr_y", "ssim_y", "images"}``."""
+    Returns ``{"psnr_y", "ssim_y", "images"}``; with ``colour`` also ``psnr_rgb``,
+    ``ciede2000`` and ``bias_r``/``bias_g``/``bias_b``: the mean of ``SR - HR`` per channel
+    after rounding to uint8, in ``[-1, 1]`` units (0 when training keeps colour)."""
     was = model.training
     model.eval()
     n = min(len(dataset), max_images) if max_images else len(dataset)
-    psnrs, ssims = [], []
+    rows: dict[str, list[float]] = {}
     try:
         for i in range(n):
             lr, hr = dataset[i][:2]
             with autocast():
                 sr = as_output(model(to_device(lr.unsqueeze(0)))).sr
             sr = sr.float().clamp_(0, 1).cpu()[0]
-            psnrs.append(float(psnr_y(sr, hr, crop=scale)))
-            ssims.append(float(ssim_y(sr, hr, crop=scale)))
+            got = {"psnr_y": psnr_y(sr, hr, crop=scale), "ssim_y": ssim_y(sr, hr, crop=scale)}
+            if colour:
+                bias = (quantize(sr[None]) - quantize(hr[None])).mean(dim=(0, 2, 3)) / 255.0
+                got.update(psnr_rgb=psnr_rgb(sr, hr, crop=scale), ciede2000=ciede2000(sr, hr, crop=scale),
+                           bias_r=bias[0], bias_g=bias[1], bias_b=bias[2])
+            for k, v in got.items():
+                rows.setdefault(k, []).append(float(v))
     finally:
         model.train(was)
-    return {"psnr_y": sum(psnrs) / n, "ssim_y": sum(ssims) / n, "images": n}
+    return {**{k: sum(v) / n for k, v in rows.items()}, "images": n}
