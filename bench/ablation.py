@@ -342,9 +342,12 @@ class Curve:
 
     def __call__(self, trainer) -> None:
         m = trainer.last_val
-        if not m or int(m.get("iteration", -1)) != trainer.iteration or "ciede2000" not in m:
-            return
-        rec = dict(iteration=trainer.iteration, psnr_y=m["psnr_y"], psnr_rgb=m["psnr_rgb"], ciede2000=m["ciede2000"],
+        if m and int(m.get("iteration", -1)) == trainer.iteration and "ciede2000" in m:
+            self.write(m)
+
+    def write(self, m: dict) -> None:
+        """One row from a validation's figures (``Trainer.validate()`` with ``val.colour``)."""
+        rec = dict(iteration=int(m["iteration"]), psnr_y=m["psnr_y"], psnr_rgb=m["psnr_rgb"], ciede2000=m["ciede2000"],
                    ssim_y=m["ssim_y"], bias_rgb=[m["bias_r"], m["bias_g"], m["bias_b"]])
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(rec) + "\n")

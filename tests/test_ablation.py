@@ -52,3 +52,25 @@ def test_quick_study_end_to_end(tmp_path, monkeypatch):
     text = (docs / "results.md").read_text()
     assert "(e) SPSR, lr fusion" in text and "kept" in text and "<!-- ablation:begin -->" in text
     assert json.loads((docs / "results.json").read_text())["arms"]["e_spsr_lr_s0"]["iteration"] == 2
+
+
+def test_gan_pilot_quick_records_and_reports(tmp_path):
+    """bench/gan_pilot.py: a GAN stage from a trained generator, its Set5 colour curve
+    recorded (settings, curve) and written into docs/results.md beside other sections."""
+    import gan_pilot
+
+    data, rec, docs = tmp_path / "data", tmp_path / "rec", tmp_path / "docs"
+    _tiny_data(data)
+    torch_threads = ["--device", "cpu"]
+    gan_pilot.main(["--budget", "quick", "--iters", "2", "--val-every", "1", "--pixel", "1.0", "--set", "train.ema=0.9",
+                    "--out", str(tmp_path / "run"), "--data-root", str(data), "--cache-dir", str(tmp_path / "cache"),
+                    "--record-dir", str(rec), *torch_threads])
+    r = json.loads((rec / "pixel_1.json").read_text())
+    assert [row["iteration"] for row in r["curve"]] == [0, 1, 2]  # the start, then every validation
+    assert r["pixel"] == 1.0 and r["ema"] == 0.9 and r["loss"]["gan"] == A.SPSR_LOSS["gan"] and r["seconds"] > 0
+    docs.mkdir()
+    (docs / "results.md").write_text("<!-- ablation:begin -->\nkept\n<!-- ablation:end -->\n")
+    gan_pilot.main(["--report", "--record-dir", str(rec), "--docs", str(docs)])
+    gan_pilot.main(["--report", "--record-dir", str(rec), "--docs", str(docs)])  # replaces its section, once
+    text = (docs / "results.md").read_text()
+    assert "kept" in text and text.count("<!-- gan-pilot:begin -->") == 1 and "| 2 |" in text
