@@ -23,7 +23,9 @@ image), crop, batch, optimiser, iteration count and seeds. Arms, following Table
 * ``default``: the bundled default model (``recipes/default_x4.toml``).
 
 There are no VGG19 weights on these machines, so the perceptual term is dropped in
-every arm alike. Evaluation: Set5, Set14, BSD68 under the full protocol
+every arm alike, and every GAN arm's pixel weight is ``--gan-pixel`` (default 1.0, a
+stated deviation from Eq. 10's 1e-2: without L_Per the GAN stage collapses in colour,
+``bench/gan_pilot.py``). Evaluation: Set5, Set14, BSD68 under the full protocol
 (:func:`gradguide.evaluate`), plus colour (CIEDE2000, PSNR-RGB) and border metrics.
 Each arm's final generator is exported to ``bench/results/ablation/ARM.safetensors``
 (fp16 storage). ``report`` writes docs/results.md and docs/results.json from the
@@ -105,11 +107,16 @@ class Arm:
 
 PSNR_LOSS = dict(pixel=1.0, perceptual=0.0, gan=0.0, gradient_pixel=0.0, gradient_gan=0.0, branch=0.0)
 PSNR_GUIDED_LOSS = dict(PSNR_LOSS, gradient_pixel=0.1, branch=0.5)
-# Eq. 10 weights without L_Per (no VGG19 weights here)
-ESRGAN_LOSS = dict(pixel=0.01, perceptual=0.0, gan=0.005, gradient_pixel=0.0, gradient_gan=0.0, branch=0.0)
-WO_GB_LOSS = dict(ESRGAN_LOSS, gradient_pixel=0.01, gradient_gan=0.005)
-WO_GL_LOSS = dict(ESRGAN_LOSS, branch=0.5)
-SPSR_LOSS = dict(WO_GB_LOSS, branch=0.5)
+# Eq. 10 weights without L_Per (no VGG19 weights here). ``run --gan-pixel`` replaces the
+# pixel weight of every GAN arm alike: without L_Per, Eq. 10's 1e-2 leaves the GAN terms
+# nothing to hold colour to, and the stage collapses even from a trained start
+# (bench/gan_pilot.py, docs/results.md "GAN stage from a trained PSNR model")
+EQ10_PIXEL = 0.01
+GAN_PIXEL = 1.0  # the default of ``run --gan-pixel``: L1 at 1.0 stands in for the dropped L_Per
+ESRGAN = dict(pixel=EQ10_PIXEL, perceptual=0.0, gan=0.005, gradient_pixel=0.0, gradient_gan=0.0, branch=0.0)
+WO_GB = dict(ESRGAN, gradient_pixel=0.01, gradient_gan=0.005)
+WO_GL = dict(ESRGAN, branch=0.5)
+SPSR = dict(WO_GB, branch=0.5)
 PSNR_OPTIM = dict(lr_g=2e-4, betas=[0.9, 0.99])
 GAN_OPTIM = dict(lr_g=1e-4, lr_d=1e-4, betas=[0.9, 0.999])
 
@@ -133,8 +140,10 @@ def matched_depth(shape=(1, 3, 32, 32)) -> int:
     return STUDY["nb"] + max(0, round((target - base) / per_block))
 
 
-def arms(deep_nb: int) -> list[Arm]:
+def arms(deep_nb: int, gan_pixel: float = EQ10_PIXEL) -> list[Arm]:
+    """Every arm; ``gan_pixel`` is the pixel-loss weight of all GAN arms (Eq. 10: 1e-2)."""
     deep = dict(STUDY, nb=deep_nb)
+    ESRGAN_LOSS, WO_GB_LOSS, WO_GL_LOSS, SPSR_LOSS = (dict(d, pixel=gan_pixel) for d in (ESRGAN, WO_GB, WO_GL, SPSR))
     out = [
         Arm("psnr_rrdb", "psnr", "RRDBNet, L1 (the shared PSNR start)", "rrdbnet", STUDY, "none", PSNR_LOSS, optim=PSNR_OPTIM),
         Arm("psnr_rrdb_deep", "psnr", f"RRDBNet nb={deep_nb} (FLOPs-matched), L1", "rrdbnet", deep, "none", PSNR_LOSS, optim=PSNR_OPTIM),
@@ -515,11 +524,16 @@ def run(args) -> None:
     t0 = time.time()
     data_cache(work, data_root)
     deep = matched_depth()
-    all_arms = [a for a in arms(deep) if not args.only or a.name in args.only]
+    all_arms = [a for a in arms(deep, args.gan_pixel) if not args.only or a.name in args.only]
     plan_path = work / "plan.json"
     plan = json.loads(plan_path.read_text()) if plan_path.is_file() else {}
+    before = plan.get("gan_pixel", EQ10_PIXEL) if plan else args.gan_pixel
+    started = [a.name for a in all_arms if a.stage == "gan" and arm_iteration(work, a.name)]
+    if before != args.gan_pixel and started:
+        raise SystemExit(f"--gan-pixel {args.gan_pixel:g}: this work folder's GAN arms ({', '.join(started)}) were trained with "
+                         f"pixel weight {before:g}; pass --gan-pixel {before:g} to resume them, or use a new --work")
     plan.update({"command": "python bench/ablation.py " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["run"] else "",
-                 "budget": args.budget, "budget_values": dataclasses.asdict(b), "deep_nb": deep,
+                 "budget": args.budget, "budget_values": dataclasses.asdict(b), "deep_nb": deep, "gan_pixel": args.gan_pixel,
                  "arms": [dataclasses.asdict(a) for a in all_arms]})
     plan.setdefault("init_iteration", {})
     plan.setdefault("eval_iteration", {})
@@ -756,6 +770,20 @@ def curves_from(work: Path, names: Optional[Callable[[str], bool]] = None) -> di
     return out
 
 
+def gan_weights_sentence(plan_arms: list[dict]) -> str:
+    """The GAN stage's loss weights as the plan recorded them (full SPSR arm), against Eq. 10."""
+    full = next((a["loss"] for a in plan_arms if a["name"].startswith("e_spsr_lr")), None)
+    if full is None:
+        return "No GAN arm in this run."
+    w = (f"pixel {full['pixel']:g}, GAN {full['gan']:g}, gradient pixel {full['gradient_pixel']:g}, "
+         f"gradient GAN {full['gradient_gan']:g}, branch {full['branch']:g}")
+    if full["pixel"] == EQ10_PIXEL:
+        return f"GAN-stage loss weights otherwise follow Eq. 10 ({w})."
+    return (f"GAN-stage loss weights: {w}. Deviation from Eq. 10: the pixel weight is {full['pixel']:g} instead of "
+            f"{EQ10_PIXEL:g} in every GAN arm alike, standing in for the dropped L_Per; with {EQ10_PIXEL:g} and no L_Per the "
+            f"GAN stage collapses in colour even from a trained start (section \"GAN stage from a trained PSNR model\").")
+
+
 def report(args) -> None:
     work = Path(args.work)
     res = collect(work)
@@ -794,7 +822,7 @@ def report(args) -> None:
           f"- Study backbone: RRDBNet nf={STUDY['nf']}, nb={STUDY['nb']}, gc={STUDY['gc']}; the FLOPs-matched control (f) "
           f"is RRDBNet nb={res['deep_nb']}.",
           "- The perceptual term (VGG19) is dropped in every arm alike: no VGG19 weights exist on these machines. "
-          "Loss weights otherwise follow Eq. 10 (pixel 1e-2, GAN 5e-3, gradient pixel 1e-2, gradient GAN 5e-3, branch 0.5).",
+          + gan_weights_sentence(plan_arms),
           "- Evaluation: the full protocol of `gradguide eval` (x4, uint8, Y channel, border crop 4); LPIPS is absent "
           "(no AlexNet weights here) and PI needs Ma et al.'s model. Mean ± half the range over seeds where an arm has two.",
           ""]
@@ -856,7 +884,10 @@ def report(args) -> None:
         L += ["Validation curves:", ""] + [f"- {c}" for c in drift_findings(res)] + [""]
     plan = json.loads((work / "plan.json").read_text())
     cf = f" --curves-from {res['curves_source']['work']}" if res.get("curves_source") else ""
-    L += ["## Reproduce", "", "```sh", (plan.get("command") or f"python bench/ablation.py run --budget {res['budget']} --jobs N") + "   # resumable",
+    cmd = plan.get("command") or f"python bench/ablation.py run --budget {res['budget']} --jobs N"
+    if plan.get("gan_pixel", EQ10_PIXEL) != GAN_PIXEL and "--gan-pixel" not in cmd:  # planned before the option existed
+        cmd += f" --gan-pixel {plan.get('gan_pixel', EQ10_PIXEL):g}"
+    L += ["## Reproduce", "", "```sh", cmd + "   # resumable",
           f"python bench/ablation.py report --work {os.path.relpath(work.resolve(), REPO)}{cf}", "```", ""]
     # keep the sections other scripts own (between <!-- name:begin --> and <!-- name:end -->)
     path = docs / "results.md"
@@ -888,6 +919,9 @@ def main(argv=None) -> None:
     r.add_argument("--export-dir", default=str(EXPORT_DIR))
     r.add_argument("--no-export", action="store_true")
     r.add_argument("--only", nargs="*", default=None)
+    r.add_argument("--gan-pixel", type=float, default=GAN_PIXEL,
+                   help=f"pixel-loss weight of every GAN arm (default {GAN_PIXEL:g}, standing in for the dropped L_Per; "
+                        f"Eq. 10: {EQ10_PIXEL:g}, which collapses colour without L_Per: bench/gan_pilot.py)")
     r.add_argument("--psnr-until-s", type=float, default=0.0,
                    help="time box: the PSNR (and drift) stage stops, resumably, this many seconds after the start")
     r.add_argument("--default-head-start-s", type=float, default=0.0,
@@ -928,7 +962,8 @@ def main(argv=None) -> None:
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.cmd == "_train":
-        arm = {a.name: a for a in arms(json.loads((work / "plan.json").read_text())["deep_nb"])}[args.arm]
+        plan = json.loads((work / "plan.json").read_text())
+        arm = {a.name: a for a in arms(plan["deep_nb"], plan.get("gan_pixel", EQ10_PIXEL))}[args.arm]
         return train_arm(arm, b, work, data_root, device, args.deadline or None)
     return eval_arm(args.arm, b, work, data_root, device)
 

@@ -6,7 +6,7 @@ nf16 RRDBNet. Two causes fit those numbers: the weak start, or the objective its
 (no L_Per without VGG19 weights, so the pixel term at weight 0.01 is the only content
 anchor against 0.005 GAN). This pilot separates them: it trains the study's arm (e)
 objective (full SPSR, ``lr`` fusion, Eq. 10 weights without L_Per, ``bench/ablation.py``'s
-``SPSR_LOSS`` and ``GAN_OPTIM``) from the bundled default model (RRDBNet nf64 nb8 + ``lr``
+``SPSR`` and ``GAN_OPTIM``) from the bundled default model (RRDBNet nf64 nb8 + ``lr``
 guidance, PSNR-trained, Set5 +1.96 dB over bicubic), with the study's data, crop, batch
 and discriminator width, and follows Set5 colour at every validation (``val.colour``:
 CIEDE2000, PSNR-RGB, mean signed error per channel).
@@ -42,7 +42,7 @@ def main(argv=None) -> None:
     p.add_argument("--init", default=str(A.REPO / "gradguide" / "weights" / "default_x4.safetensors"))
     p.add_argument("--iters", type=int, default=300)
     p.add_argument("--val-every", type=int, default=50)
-    p.add_argument("--pixel", type=float, default=A.SPSR_LOSS["pixel"], help="pixel-loss weight (the study: 0.01)")
+    p.add_argument("--pixel", type=float, default=A.EQ10_PIXEL, help="pixel-loss weight (Eq. 10: 0.01)")
     p.add_argument("--out", default=str(A.REPO / "runs" / "gan_pilot"))
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-root", default=str(A.REPO.parent / "shared" / "data"))
@@ -70,7 +70,7 @@ def main(argv=None) -> None:
         cfg = json.loads((fh.metadata() or {})["gradguide.config"])
     arm = A.Arm("gan_pilot", "gan", "SPSR (lr fusion) GAN stage from a trained PSNR model", cfg["backbone"],
                 {k: v for k, v in cfg["backbone_config"].items() if k not in ("in_nc", "out_nc", "scale")},
-                cfg["fusion"], dict(A.SPSR_LOSS, pixel=args.pixel), optim=dict(A.GAN_OPTIM))
+                cfg["fusion"], dict(A.SPSR, pixel=args.pixel), optim=dict(A.GAN_OPTIM))
     b = A.BUDGETS[args.budget]
     out, data_root = Path(args.out), Path(args.data_root)
     recipe = A.build_recipe(arm, b, out, args.device, 0.0, args.init)
@@ -93,11 +93,11 @@ def main(argv=None) -> None:
     finally:
         trainer.close()
     timing = out / "timing.json"  # wall time over every piece of this run
-    if timing.is_file() or res.iteration > start_it:
-        seconds = (json.loads(timing.read_text())["seconds"] if timing.is_file() else 0.0) + time.time() - t0
-        timing.write_text(json.dumps({"seconds": seconds}))
-    else:  # a run trained before timing was kept: its wall time is unknown
-        seconds = None
+    kept = json.loads(timing.read_text()) if timing.is_file() else {}
+    seconds, load = kept.get("seconds"), kept.get("load_start")
+    if res.iteration > start_it:  # a piece that trained (not only a record of a finished run)
+        seconds, load = (seconds or 0.0) + time.time() - t0, load0 if load is None else load
+        timing.write_text(json.dumps({"seconds": seconds, "load_start": load}))
     rows = list({r["iteration"]: r for r in A.read_curve(out / "curve.jsonl")}.values())  # a resumed end may repeat one
     tag = args.tag or f"pixel_{args.pixel:g}"
     rec = {"tag": tag, "sets": args.sets, "ema": recipe.train.ema, "pixel": args.pixel, "iterations": res.iteration, "planned": args.iters, "stopped": res.stopped or "",
@@ -105,14 +105,30 @@ def main(argv=None) -> None:
            "crop": recipe.data.crop, "loss": {k: getattr(recipe.loss, k) for k in ("pixel", "gan", "gradient_pixel", "gradient_gan", "branch")},
            "optim": {"lr_g": recipe.optim.lr_g, "lr_d": recipe.optim.lr_d, "betas": list(recipe.optim.betas)},
            "seconds": None if seconds is None else round(seconds, 1), "note": args.note, "machine": f"{platform.processor() or platform.machine()}, "
-           f"{os.cpu_count()} cores, torch threads {__import__('torch').get_num_threads()}, load {load0:.1f} at start",
-           "command": "python bench/gan_pilot.py " + " ".join(argv if argv is not None else sys.argv[1:]), "curve": rows}
+           f"{os.cpu_count()} cores, torch threads {__import__('torch').get_num_threads()}, "
+           + ("load average at start not kept" if load is None else f"load average {load:.1f} at start"),
+           "command": command(argv if argv is not None else sys.argv[1:]), "curve": rows}
     rd = Path(args.record_dir)
     rd.mkdir(parents=True, exist_ok=True)
     (rd / f"{tag}.json").write_text(json.dumps(rec, indent=1))
     print(f"gan_pilot: iteration {res.iteration}/{args.iters} in {time.time() - t0:.0f} s; pixel weight {args.pixel}, "
           f"init {args.init}")
     print("\n".join(table(rows)))
+
+
+def command(argv: list[str]) -> str:
+    """The command line that trained the run (``--note`` and its text left out: the record keeps it)."""
+    import shlex
+
+    args, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--note":
+            skip = True
+        elif not a.startswith("--note="):
+            args.append(a)
+    return shlex.join(["python", "bench/gan_pilot.py", *args])
 
 
 def table(rows: list[dict]) -> list[str]:
@@ -138,11 +154,21 @@ def report(records: Path, docs: Path) -> None:
         extra = f"; {', '.join(r['sets'])}" if r["sets"] else ""
         L += [f"### Pixel weight {r['pixel']:g} (GAN {r['loss']['gan']:g}, gradient GAN {r['loss']['gradient_gan']:g}, "
               f"branch {r['loss']['branch']:g}, EMA {r['ema']:g}{extra})", "",
-              f"{r['iterations']} of {r['planned']} iterations{stop}, batch {r['batch']} x {r['crop']} px, from `{r['init']}`; "
+              f"{r['iterations']} iterations{stop}, batch {r['batch']} x {r['crop']} px, from `{r['init']}`; "
               f"{r['machine']}; " + ("wall time not recorded" if r["seconds"] is None else f"{r['seconds']:.0f} s")
               + f". Command: `{r['command']}`." + (f" {r['note']}" if r.get("note") else ""), ""]
         L += table(r["curve"]) + [""]
-    L += ["Reproduce the section: `python bench/gan_pilot.py --report` (from the records in bench/results/gan_pilot/).", ""]
+    L += ["What the runs show (largest mean error of any channel over the run, and the last validation):", ""]
+    for r in recs:
+        worst = max(abs(v) * 255 for row in r["curve"] for v in row["bias_rgb"])
+        last = r["curve"][-1]
+        L.append(f"- pixel {r['pixel']:g}, EMA {r['ema']:g}: largest mean channel error {worst:.1f} levels; at iteration "
+                 f"{last['iteration']} PSNR-Y {last['psnr_y']:.3f} dB, CIEDE2000 {last['ciede2000']:.3f}.")
+    L += ["", "`python bench/ablation.py run` therefore gives every GAN arm the pixel weight of `--gan-pixel` (default "
+          f"{A.GAN_PIXEL:g}, standing in for the dropped L_Per; Eq. 10's {A.EQ10_PIXEL:g} with `--gan-pixel {A.EQ10_PIXEL:g}`). "
+          "These are colour figures of short runs on Set5, not a structure comparison: GMSD and the arms' comparison "
+          "are the study's.", "",
+          "Reproduce the section: `python bench/gan_pilot.py --report` (from the records in bench/results/gan_pilot/).", ""]
     path = docs / "results.md"
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     section = "<!-- gan-pilot:begin -->\n" + "\n".join(L) + "<!-- gan-pilot:end -->\n"

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import gradguide
@@ -36,6 +37,12 @@ def test_quick_study_end_to_end(tmp_path, monkeypatch):
     A.main(["run", "--budget", "quick", "--jobs", "0", "--work", str(work), "--data-root", str(data), "--export-dir", str(exp),
             "--only", "psnr_rrdb", "a_esrgan_s0", "e_spsr_lr_s0"])
     plan = json.loads((work / "plan.json").read_text())
+    # every GAN arm got the --gan-pixel weight (default: 1.0 standing in for L_Per), recorded in the plan
+    assert plan["gan_pixel"] == A.GAN_PIXEL == 1.0
+    assert all(a["loss"]["pixel"] == 1.0 for a in plan["arms"] if a["stage"] == "gan")
+    with pytest.raises(SystemExit, match="gan-pixel"):  # trained GAN arms keep their weight on resume
+        A.main(["run", "--budget", "quick", "--jobs", "0", "--work", str(work), "--data-root", str(data), "--no-export",
+                "--only", "psnr_rrdb", "a_esrgan_s0", "e_spsr_lr_s0", "--gan-pixel", "0.01"])
     assert plan["init_iteration"]["psnr_rrdb"] == 2 and plan["eval_iteration"]["e_spsr_lr_s0"] == 2
     for name in ("psnr_rrdb", "a_esrgan_s0", "e_spsr_lr_s0", "bicubic"):
         ev = json.loads((work / "eval" / f"{name}.json").read_text())
@@ -52,6 +59,7 @@ def test_quick_study_end_to_end(tmp_path, monkeypatch):
     text = (docs / "results.md").read_text()
     assert "(e) SPSR, lr fusion" in text and "kept" in text and "<!-- ablation:begin -->" in text
     assert json.loads((docs / "results.json").read_text())["arms"]["e_spsr_lr_s0"]["iteration"] == 2
+    assert "Deviation from Eq. 10: the pixel weight is 1 instead of 0.01" in text
 
 
 def test_gan_pilot_quick_records_and_reports(tmp_path):
@@ -67,7 +75,7 @@ def test_gan_pilot_quick_records_and_reports(tmp_path):
                     "--record-dir", str(rec), *torch_threads])
     r = json.loads((rec / "pixel_1.json").read_text())
     assert [row["iteration"] for row in r["curve"]] == [0, 1, 2]  # the start, then every validation
-    assert r["pixel"] == 1.0 and r["ema"] == 0.9 and r["loss"]["gan"] == A.SPSR_LOSS["gan"] and r["seconds"] > 0
+    assert r["pixel"] == 1.0 and r["ema"] == 0.9 and r["loss"]["gan"] == A.SPSR["gan"] and r["seconds"] > 0
     docs.mkdir()
     (docs / "results.md").write_text("<!-- ablation:begin -->\nkept\n<!-- ablation:end -->\n")
     gan_pilot.main(["--report", "--record-dir", str(rec), "--docs", str(docs)])
