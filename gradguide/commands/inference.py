@@ -8,7 +8,7 @@ from . import add_device_args, make_console, resolve_device_arg
 
 
 def register(sub: argparse._SubParsersAction, fmt: type) -> None:
-    from ..infer.tiling import DEFAULT_OVERLAP, DEFAULT_TILE
+    from ..infer.tiling import CPU_TILE, DEFAULT_OVERLAP, DEFAULT_TILE
 
     p = sub.add_parser(
         "upscale",
@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction, fmt: type) -> None:
     p.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output folder")
     p.add_argument("--scale", type=int, default=None, help="override the model's scale")
     p.add_argument("--tile", type=_tile_arg, default=DEFAULT_TILE,
-                   help=f"tile side in LR px, 0 = whole image, 'auto' = the largest that fits --max-memory (default {DEFAULT_TILE})")
+                   help=f"tile side in LR px, 0 = whole image, 'auto' = the largest that fits --max-memory, "
+                        f"on the CPU at most {CPU_TILE} (default {DEFAULT_TILE})")
     p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help=f"tile overlap in LR px (default {DEFAULT_OVERLAP})")
     p.add_argument("--max-memory", default=None, metavar="SIZE",
                    help="memory budget for --tile auto, e.g. 3G or 512M (default: half the available RAM on CPU, "
