@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction, fmt: type) -> None:
     add_device_args(p)
     p.add_argument("--tile", type=int, default=None, help="tile the model's forward pass (LR px; default whole image)")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap in LR px (default 64)")
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="run each model as its x8 geometric self-ensemble (8x the compute; names get +x8)")
     p.add_argument("--no-reference", action="store_true",
                    help="the --data folders hold real LR photos without HR: upscale them and report only the "
                    "no-reference metrics (NIQE); in an HR/ + LR/ folder only the LR side is read")
@@ -52,7 +54,7 @@ def _eval(args: argparse.Namespace) -> int:
         args.models, args.data, scale=args.scale, metrics=metrics, lpips_net=args.lpips_net,
         lpips_weights=args.lpips_weights, require_lpips=args.require_lpips, device=resolve_device_arg(args.device),
         precision=args.precision, tile=args.tile, overlap=args.overlap, max_images=args.max_images, lr_cache=args.lr_cache,
-        progress=err.is_terminal, console=err, no_reference=args.no_reference,
+        progress=err.is_terminal, console=err, no_reference=args.no_reference, self_ensemble=args.self_ensemble,
     )
     print_report(report, make_console(stderr=False))
     if args.json:

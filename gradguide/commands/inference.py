@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction, fmt: type) -> None:
     add_device_args(p)
     p.add_argument("--save-grad", action="store_true", help="also write the gradient branch's map as <name>_grad.png")
     p.add_argument("--compare", action="store_true", help="also write <name>_compare.png (bicubic | model)")
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="average the model over the 8 rotations/flips of each tile (x8 geometric self-ensemble; 8x the compute)")
     p.add_argument("--max-pixels", type=int, default=None, help="refuse larger inputs (default 8192*8192)")
     p.add_argument("--suffix", default="", help="added to output file stems")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (default: keep them and skip)")
@@ -93,7 +95,7 @@ def _upscale(args: argparse.Namespace) -> int:
         args.model, args.inputs, args.out, scale=args.scale, tile=args.tile or None, overlap=args.overlap, max_memory=args.max_memory,
         device=resolve_device_arg(args.device), precision=args.precision, save_grad=args.save_grad,
         compare=args.compare, max_pixels=args.max_pixels, suffix=args.suffix, overwrite=args.overwrite,
-        progress=not args.no_progress, console=err,
+        progress=not args.no_progress, console=err, self_ensemble=args.self_ensemble,
     )
     err.print(_summary(results, args.out), highlight=False, markup=False)
     return 0 if all(r.ok for r in results) else 1

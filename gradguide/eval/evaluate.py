@@ -141,6 +141,7 @@ def evaluate(
     console=None,
     no_reference: bool = False,
     lr_cache: Optional[PathLike] = None,
+    self_ensemble: bool = False,
 ) -> EvalReport:
     """Evaluate models on datasets under the SR protocol (the API behind ``gradguide eval``).
 
@@ -160,6 +161,9 @@ def evaluate(
         lr_cache: folder for the bicubic LR images made from HR (one ``.npy`` per image,
             per dataset and scale, keyed by the HR file's size and mtime), so later runs
             read them instead of resizing again; default ``$GRADGUIDE_LR_CACHE``, else none.
+        self_ensemble: run every model (not bicubic) as its x8 geometric self-ensemble
+            (:class:`~gradguide.infer.ensemble.SelfEnsemble`, 8x the compute); its name
+            gets ``+x8``.
 
     Returns:
         an :class:`EvalReport`; render it with :mod:`gradguide.eval.report`.
@@ -167,6 +171,7 @@ def evaluate(
     from ..data.imresize import imresize
     from ..imageio import read_image
     from ..infer.tiling import model_scale, resolve_device, resolve_dtype, tiled_forward
+    from ..infer.ensemble import SelfEnsemble
     from ..infer.upscale import resolve_model
     from . import metrics as M
     from .lpips_metric import LPIPSWeightsMissing, create_lpips, lpips_distance
@@ -201,7 +206,10 @@ def evaluate(
         raise EvalError(f"MODEL names must be unique, got {[n for n, _ in named]}")
     loaded: list[tuple[str, Optional[nn.Module]]] = []
     for name, m in named:
-        loaded.append((name, None if (isinstance(m, str) and m == BICUBIC) else resolve_model(m, scale)))
+        net = None if (isinstance(m, str) and m == BICUBIC) else resolve_model(m, scale)
+        if net is not None and self_ensemble:
+            name, net = f"{name}+x8", SelfEnsemble(net)
+        loaded.append((name, net))
     if scale is None:
         nets = [m for _, m in loaded if m is not None]
         scale = model_scale(nets[0]) if nets else 4

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from ..errors import BatchStopped, GradguideError, ImageReadError, NonFiniteError, TileOOMError
 from ..bundled import BUNDLED, resolve_checkpoint
 from ..fileio import FATAL_WRITE_ERRNOS, one_line, os_reason
+from .ensemble import SelfEnsemble
 from .tiling import InferenceError, DEFAULT_OVERLAP, DEFAULT_TILE, model_scale, parse_memory, resolve_device, resolve_dtype, run_tiles
 
 __all__ = ["UpscaleResult", "upscale", "upscale_image", "resolve_model", "bicubic_band"]
@@ -225,6 +226,7 @@ def upscale(
     progress: bool = True,
     console=None,
     max_memory: Union[int, str, None] = None,
+    self_ensemble: bool = False,
 ) -> list[UpscaleResult]:
     """Upscale files, folders and globs into ``out_dir`` (the API behind ``gradguide upscale``).
 
@@ -236,7 +238,8 @@ def upscale(
         scale: the model's scale where the file cannot tell; refused if it contradicts it.
         tile, overlap: LR tile side and overlap (see :mod:`gradguide.infer.tiling`);
             ``tile=None`` runs each image in one piece; ``"auto"`` (default) sizes the
-            tiles from ``max_memory`` and runs an image that fits in one piece.
+            tiles from ``max_memory`` (on the CPU at most ``CPU_TILE``) and runs an image
+            that fits in one piece.
         max_memory: budget for ``tile="auto"`` (bytes or ``"3G"``; default: from the
             free memory, :func:`gradguide.infer.tiling.default_memory_budget`).
         device: ``cpu``, ``cuda`` or ``mps``. precision: ``fp32``, ``fp16`` or ``bf16``.
@@ -247,6 +250,8 @@ def upscale(
             is skipped (``exists`` is set) and the file is left as it is. An input file
             is never overwritten, even with ``overwrite``.
         progress: show a rich progress bar over files and tiles (on ``console``).
+        self_ensemble: run the model as its x8 geometric self-ensemble
+            (:class:`~gradguide.infer.ensemble.SelfEnsemble`): 8x the compute.
 
     Returns:
         one :class:`UpscaleResult` per input file, in order; unreadable files, and files
@@ -268,6 +273,8 @@ def upscale(
     parse_memory(max_memory)  # a bad --max-memory fails before any file is read
     net = resolve_model(model, scale)
     check_scale(net, scale, model if not isinstance(model, nn.Module) else "the model")
+    if self_ensemble:
+        net = SelfEnsemble(net)
     s = model_scale(net, scale)
     files, results, problems = _expand_inputs(inputs, console)
     if not files:
