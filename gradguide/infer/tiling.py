@@ -31,14 +31,13 @@ evenly, so no tile hangs far over its neighbour.
 Tile size. ``tile="auto"`` (the default) takes the largest tile whose estimated peak
 memory fits a budget (:func:`plan_tile`; ``--max-memory``, default from the free memory)
 and runs the image in one piece when it fits: see :func:`plan_tile`. On the CPU it also
-stays at or below :data:`CPU_TILE` LR px, because a convolution's time per pixel there
-rises once a tile's activations outgrow the caches (``python bench/upscale_throughput.py
---tile-sweep``): smaller tiles with a 12 px overlap beat one large pass.
+stays at or below :data:`CPU_TILE` LR px: there, tiles under it with a 12 px overlap ran
+faster than one large pass (``bench/upscale_throughput.py``, docs/inference.md).
 
-Memory format. On the CPU each tile goes to the model as ``channels_last`` (NHWC), which
-the oneDNN convolutions run 1.2-1.4x faster than NCHW; the weights are left as they are
-(the model is not changed), and the output differs from an NCHW run by float rounding
-only (about 1e-6). ``channels_last=False`` gives NCHW.
+Memory format. On the CPU each tile goes to the model as ``channels_last`` (NHWC): on top
+of the tiling, 1.19x for RRDBNet + ``lr`` fusion at 512x512 (docs/inference.md). The
+weights are left as they are (the model is not changed), and the output differs from an
+NCHW run by float rounding only (about 1e-6). ``channels_last=False`` gives NCHW.
 
 Out of memory. An OOM from the device (CUDA, MPS, or the CPU allocator) restarts the
 image with half the tile size, down to ``min_tile``.
@@ -92,11 +91,12 @@ DEFAULT_TILE: Union[int, str] = TILE_AUTO
 DEFAULT_OVERLAP = 12
 #: the tile side used before tiles were sized from memory (``bench/upscale_throughput.py``'s baseline)
 LEGACY_TILE = 128
-#: on the CPU, ``tile="auto"`` uses tiles of at most this many LR px: measured with
-#: ``python bench/upscale_throughput.py --tile-sweep`` (docs/inference.md), the time per
-#: LR pixel of the paper SPSR and of RRDBNet + ``lr`` fusion is flat up to 192 and 1.2x
-#: higher at 256 (activations outgrow the caches), so above 192 tiling is faster than a
-#: single pass even counting the overlap computed twice
+#: on the CPU, ``tile="auto"`` uses tiles of at most this many LR px. Measured with
+#: ``bench/upscale_throughput.py`` on the 2-core CPU (docs/inference.md, same run each):
+#: a 256x256 input in tiles under this cap took 0.62x the time of one untiled pass, and
+#: the time per LR pixel (``--tile-sweep``) does not fall beyond 192 for the paper SPSR or
+#: RRDBNet + ``lr`` fusion (64 to 256 within +-17 %, no trend), so larger tiles add memory
+#: and cache misses but no speed
 CPU_TILE = 192
 
 
