@@ -797,11 +797,15 @@ def report(args) -> None:
     res["conclusions"] = conclusions(res)
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
-    (docs / "results.json").write_text(json.dumps(res, indent=1, allow_nan=False))
-    L = ["# Results: an equal-budget study of gradient guidance", "",
+    section = args.section
+    main_section = section == "ablation"
+    js = "results.json" if main_section else f"results-{section}.json"
+    (docs / js).write_text(json.dumps(res, indent=1, allow_nan=False))
+    L = ["# Results: an equal-budget study of gradient guidance" if main_section else
+         f"# Results of a second run (`{os.path.relpath(work.resolve(), REPO)}`)", "",
          "Written by `python bench/ablation.py report` from the evaluations that `python bench/ablation.py run` made; "
          "no number here is typed by hand. The same numbers, per image set and arm, are in "
-         "[results.json](results.json).", ""]
+         f"[{js}]({js}).", ""]
     bv = res["budget_values"]
     plan_arms = json.loads((work / "plan.json").read_text())["arms"]
     status = []
@@ -888,19 +892,27 @@ def report(args) -> None:
     if plan.get("gan_pixel", EQ10_PIXEL) != GAN_PIXEL and "--gan-pixel" not in cmd:  # planned before the option existed
         cmd += f" --gan-pixel {plan.get('gan_pixel', EQ10_PIXEL):g}"
     L += ["## Reproduce", "", "```sh", cmd + "   # resumable",
-          f"python bench/ablation.py report --work {os.path.relpath(work.resolve(), REPO)}{cf}", "```", ""]
-    # keep the sections other scripts own (between <!-- name:begin --> and <!-- name:end -->)
+          f"python bench/ablation.py report --work {os.path.relpath(work.resolve(), REPO)}{cf}"
+          + ("" if main_section else f" --section {section}"), "```", ""]
+    # keep the sections other scripts (and other runs) own, between <!-- name:begin --> and
+    # <!-- name:end -->; the main study's section comes first, this one replaces its old self
     path = docs / "results.md"
-    kept = []
+    sections: list[tuple[str, str]] = []
     if path.is_file():
         import re
 
         for m in re.finditer(r"<!-- ([\w-]+):begin -->.*?<!-- \1:end -->\n?", path.read_text(encoding="utf-8"), re.S):
-            if m.group(1) != "ablation":
-                kept.append(m.group(0))
-    text = "<!-- ablation:begin -->\n" + "\n".join(L) + "\n<!-- ablation:end -->\n"
-    path.write_text(text + ("\n" + "\n".join(kept) if kept else ""), encoding="utf-8")
-    print(f"wrote {docs / 'results.md'} and {docs / 'results.json'}")
+            sections.append((m.group(1), m.group(0)))
+    text = f"<!-- {section}:begin -->\n" + "\n".join(L) + f"\n<!-- {section}:end -->\n"
+    names = [n for n, _ in sections]
+    if section in names:
+        sections[names.index(section)] = (section, text)
+    elif main_section:
+        sections.insert(0, (section, text))
+    else:
+        sections.append((section, text))
+    path.write_text("\n".join(t for _, t in sections), encoding="utf-8")
+    print(f"wrote {docs / 'results.md'} (section {section}) and {docs / js}")
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -935,6 +947,9 @@ def main(argv=None) -> None:
     rep.add_argument("--work", default=str(DEFAULT_WORK))
     rep.add_argument("--docs", default=str(REPO / "docs"))
     rep.add_argument("--curves-from", default="", help="another work folder whose drift/default validation curves to include")
+    rep.add_argument("--section", default="ablation",
+                     help="the section of docs/results.md to write (default: the study's; another name adds a second run's "
+                          "report after it, with its own results-NAME.json)")
     for name in ("_train", "_eval"):
         t = sub.add_parser(name)
         t.add_argument("arm")

@@ -60,6 +60,13 @@ def test_quick_study_end_to_end(tmp_path, monkeypatch):
     assert "(e) SPSR, lr fusion" in text and "kept" in text and "<!-- ablation:begin -->" in text
     assert json.loads((docs / "results.json").read_text())["arms"]["e_spsr_lr_s0"]["iteration"] == 2
     assert "Deviation from Eq. 10: the pixel weight is 1 instead of 0.01" in text
+    # a second run's report goes into its own section after the study's, with its own JSON
+    A.main(["report", "--work", str(work), "--docs", str(docs), "--section", "second-run"])
+    A.main(["report", "--work", str(work), "--docs", str(docs)])  # the study's section is replaced in place
+    text = (docs / "results.md").read_text()
+    assert text.index("<!-- ablation:begin -->") < text.index("<!-- second-run:begin -->")
+    assert text.count("<!-- ablation:begin -->") == 1 and text.count("<!-- second-run:begin -->") == 1 and "kept" in text
+    assert (docs / "results-second-run.json").is_file() and "--section second-run" in text
 
 
 def test_gan_pilot_quick_records_and_reports(tmp_path):
