@@ -315,7 +315,11 @@ def data_cache(work: Path, data_root: Path) -> Path:
     files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
     if not files:
         raise SystemExit(f"{folder}: no training images")
-    with ProcessPoolExecutor(max_workers=min(len(files), os.cpu_count() or 1)) as pool:
+    import multiprocessing
+
+    # spawn, not fork: a forked child of a process whose OpenMP threads have run (torch)
+    # can deadlock in them
+    with ProcessPoolExecutor(max_workers=min(len(files), os.cpu_count() or 1), mp_context=multiprocessing.get_context("spawn")) as pool:
         items = list(pool.map(_decode_pair, files))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
