@@ -774,6 +774,26 @@ def curves_from(work: Path, names: Optional[Callable[[str], bool]] = None) -> di
     return out
 
 
+def write_section(path: Path, name: str, lines: list[str], *, first: bool = False) -> None:
+    """Write ``lines`` as the section ``name`` of a markdown file (between
+    ``<!-- name:begin -->`` and ``<!-- name:end -->``), keeping the sections other scripts
+    and runs own: an existing ``name`` section is replaced in place, a new one goes first
+    (``first``) or last."""
+    import re
+
+    sections: list[tuple[str, str]] = []
+    if path.is_file():
+        for m in re.finditer(r"<!-- ([\w-]+):begin -->.*?<!-- \1:end -->\n?", path.read_text(encoding="utf-8"), re.S):
+            sections.append((m.group(1), m.group(0)))
+    text = f"<!-- {name}:begin -->\n" + "\n".join(lines) + f"\n<!-- {name}:end -->\n"
+    names = [n for n, _ in sections]
+    if name in names:
+        sections[names.index(name)] = (name, text)
+    else:
+        sections.insert(0 if first else len(sections), (name, text))
+    path.write_text("\n".join(t for _, t in sections), encoding="utf-8")
+
+
 def gan_weights_sentence(plan_arms: list[dict]) -> str:
     """The GAN stage's loss weights as the plan recorded them (full SPSR arm), against Eq. 10."""
     full = next((a["loss"] for a in plan_arms if a["name"].startswith("e_spsr_lr")), None)
@@ -898,24 +918,7 @@ def report(args) -> None:
     L += ["## Reproduce", "", "```sh", cmd + "   # resumable",
           f"python bench/ablation.py report --work {os.path.relpath(work.resolve(), REPO)}{cf}"
           + ("" if main_section else f" --section {section}"), "```", ""]
-    # keep the sections other scripts (and other runs) own, between <!-- name:begin --> and
-    # <!-- name:end -->; the main study's section comes first, this one replaces its old self
-    path = docs / "results.md"
-    sections: list[tuple[str, str]] = []
-    if path.is_file():
-        import re
-
-        for m in re.finditer(r"<!-- ([\w-]+):begin -->.*?<!-- \1:end -->\n?", path.read_text(encoding="utf-8"), re.S):
-            sections.append((m.group(1), m.group(0)))
-    text = f"<!-- {section}:begin -->\n" + "\n".join(L) + f"\n<!-- {section}:end -->\n"
-    names = [n for n, _ in sections]
-    if section in names:
-        sections[names.index(section)] = (section, text)
-    elif main_section:
-        sections.insert(0, (section, text))
-    else:
-        sections.append((section, text))
-    path.write_text("\n".join(t for _, t in sections), encoding="utf-8")
+    write_section(docs / "results.md", section, L, first=main_section)
     print(f"wrote {docs / 'results.md'} (section {section}) and {docs / js}")
 
 

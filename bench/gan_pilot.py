@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -170,11 +169,7 @@ def report(records: Path, docs: Path) -> None:
           "are the study's.", "",
           "Reproduce the section: `python bench/gan_pilot.py --report` (from the records in bench/results/gan_pilot/).", ""]
     path = docs / "results.md"
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    section = "<!-- gan-pilot:begin -->\n" + "\n".join(L) + "<!-- gan-pilot:end -->\n"
-    pat = re.compile(r"<!-- gan-pilot:begin -->.*?<!-- gan-pilot:end -->\n?", re.S)
-    text = pat.sub(lambda m: section, text) if pat.search(text) else text + ("\n" if text else "") + section
-    path.write_text(text, encoding="utf-8")
+    A.write_section(path, "gan-pilot", L)
     print(f"wrote {path} (section gan-pilot, {len(recs)} runs)")
 
 

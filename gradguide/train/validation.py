@@ -36,11 +36,13 @@ def validate(
             lr, hr = dataset[i][:2]
             with autocast():
                 sr = as_output(model(to_device(lr.unsqueeze(0)))).sr
-            sr = sr.float().clamp_(0, 1).cpu()[0]
-            got = {"psnr_y": psnr_y(sr, hr, crop=scale), "ssim_y": ssim_y(sr, hr, crop=scale)}
+            # rounded to uint8 once: every metric below measures these values
+            sr8 = quantize(sr.float().cpu()[0]).to(torch.uint8)
+            hr8 = quantize(hr).to(torch.uint8)
+            got = {"psnr_y": psnr_y(sr8, hr8, crop=scale), "ssim_y": ssim_y(sr8, hr8, crop=scale)}
             if colour:
-                bias = (quantize(sr[None]) - quantize(hr[None])).mean(dim=(0, 2, 3)) / 255.0
-                got.update(psnr_rgb=psnr_rgb(sr, hr, crop=scale), ciede2000=ciede2000(sr, hr, crop=scale),
+                bias = (sr8.double() - hr8.double()).mean(dim=(1, 2)) / 255.0
+                got.update(psnr_rgb=psnr_rgb(sr8, hr8, crop=scale), ciede2000=ciede2000(sr8, hr8, crop=scale),
                            bias_r=bias[0], bias_g=bias[1], bias_b=bias[2])
             for k, v in got.items():
                 rows.setdefault(k, []).append(float(v))
