@@ -6,6 +6,10 @@ One command trains and evaluates every arm, resuming whatever an interruption le
     python bench/ablation.py run --budget cpu --jobs 1      # 2 CPU cores (many hours, in pieces)
     python bench/ablation.py report                         # docs/results.md + docs/results.json
 
+A machine lent only for training: ``run --no-eval`` there, then ``pack --out DIR`` (tar
+files of the compared snapshots, fp16, plus plan, logs and curves); unpack them here and
+``run --eval-only`` with the same arguments evaluates and exports (bench/device_study.sh).
+
 Every arm trains on the same data (SunHays80, x4, MATLAB-bicubic LR made once per whole
 image), crop, batch, optimiser, iteration count and seeds. Arms, following Table 2:
 
@@ -507,6 +511,69 @@ def device_name(device: str) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+def settle_stage(work: Path, all_arms: list, stage: str, what: str) -> int:
+    """Record a stage's common iteration (see :func:`common_iteration`) in the plan under
+    ``what`` (``init_iteration`` or ``eval_iteration``) for each of its arms; returns it."""
+    plan_path = work / "plan.json"
+    names = stage_members(all_arms, stage)
+    it = common_iteration(work, names) if stage != "default" else 0
+    if stage != "default" and not it:
+        reached = {n: max(snapshots(work, n), default=0) for n in names}
+        print(f"stage {stage}: no iteration that every arm has a snapshot of (reached: {reached}); "
+              f"its arms are not compared or exported until a longer run", flush=True)
+    p = json.loads(plan_path.read_text())
+    for n in names:
+        p[what][n] = it if stage != "default" else max(snapshots(work, n), default=0)
+    plan_path.write_text(json.dumps(p, indent=1))
+    return it
+
+
+def pack(work: Path, out: Path, chunk_bytes: int = 15_000_000) -> list[Path]:
+    """A trained work folder in a few tar files of at most ``chunk_bytes`` each (the files a
+    machine that only trains can hand back): the plan, logs, curves, timings, recipes and,
+    per arm, only the snapshot its stage is compared at (its common iteration), stored fp16.
+    ``run --eval-only --work DIR`` on the unpacked folder evaluates and exports them; the
+    fp16 file is what is exported anyway, so the figures are those of the exported file."""
+    import tarfile
+    import tempfile
+
+    plan = json.loads((work / "plan.json").read_text())
+    all_arms = [Arm(**a) for a in plan["arms"]]
+    keep: dict[str, int] = {}
+    for stage in dict.fromkeys(a.stage for a in all_arms):
+        it = settle_stage(work, all_arms, stage, "eval_iteration")
+        for n in stage_members(all_arms, stage):
+            keep[n] = it or max(snapshots(work, n), default=0)
+    small = [p for p in sorted(work.rglob("*")) if p.is_file() and p.suffix in (".json", ".jsonl", ".log", ".toml", ".txt")
+             and "cache" not in p.relative_to(work).parts]
+    out.mkdir(parents=True, exist_ok=True)
+    files: list[tuple[Path, str]] = [(p, str(p.relative_to(work))) for p in small]
+    tmp = Path(tempfile.mkdtemp(prefix="ablation-pack-"))
+    for name, it in keep.items():
+        snaps = snapshots(work, name)
+        if it in snaps:
+            rel = snaps[it].relative_to(work)
+            files.append((save_fp16(snaps[it], tmp / rel), str(rel)))
+    chunks: list[list[tuple[Path, str]]] = [[]]
+    size = 0
+    for f, rel in files:
+        n = f.stat().st_size + 1024
+        if chunks[-1] and size + n > chunk_bytes:
+            chunks.append([])
+            size = 0
+        chunks[-1].append((f, rel))
+        size += n
+    written = []
+    for i, chunk in enumerate(chunks):
+        path = out / f"study{i}.tar"
+        with tarfile.open(path, "w") as t:
+            for f, rel in chunk:
+                t.add(str(f), arcname=rel)
+        written.append(path)
+    print(f"packed {len(files)} files into {len(written)} tar file(s) in {out}; kept snapshots: {keep}", flush=True)
+    return written
+
+
 # ----------------------------------------------------------------------------- scheduler
 
 
@@ -526,7 +593,8 @@ def run(args) -> None:
     work.mkdir(parents=True, exist_ok=True)
     data_root = Path(args.data_root)
     t0 = time.time()
-    data_cache(work, data_root)
+    if not args.eval_only:
+        data_cache(work, data_root)
     deep = matched_depth()
     all_arms = [a for a in arms(deep, args.gan_pixel) if not args.only or a.name in args.only]
     plan_path = work / "plan.json"
@@ -547,35 +615,28 @@ def run(args) -> None:
         s = {"psnr": args.psnr_until_s, "drift": args.psnr_until_s, "gan": args.gan_until_s, "default": args.gan_until_s}[stage]
         return t0 + s if s else 0.0
 
-    def settle(stage: str, what: str) -> None:  # record a stage's common iteration in the plan
-        names = stage_members(all_arms, stage)
-        it = common_iteration(work, names) if stage != "default" else 0
-        if stage != "default" and not it:
-            reached = {n: max(snapshots(work, n), default=0) for n in names}
-            print(f"stage {stage}: no iteration that every arm has a snapshot of (reached: {reached}); "
-                  f"its arms are not compared or exported until a longer run", flush=True)
-        p = json.loads(plan_path.read_text())
-        for n in names:
-            p[what][n] = it if stage != "default" else max(snapshots(work, n), default=0)
-        plan_path.write_text(json.dumps(p, indent=1))
+    def settle(stage: str, what: str) -> None:
+        settle_stage(work, all_arms, stage, what)
 
     common = ["--work", str(work), "--budget", args.budget, "--data-root", str(data_root), "--device", args.device]
     tasks: list[Task] = []
     order = {"default": 0, "psnr": 1, "drift": 2, "gan": 3}  # longest first; the PSNR starts before what waits on them
-    for a in sorted(all_arms, key=lambda a: order[a.stage]):
+    train = not args.eval_only
+    for a in sorted(all_arms, key=lambda a: order[a.stage]) if train else ():
         deps = tuple(f"train:{n}" for n in stage_members(all_arms, "psnr")) if a.init else ()
         before = (lambda: settle("psnr", "init_iteration")) if a.init else None
         head = t0 + args.default_head_start_s if a.stage in ("psnr", "gan") else 0.0  # the default model first
         tasks.append(Task(f"train:{a.name}", ["_train", a.name, "--deadline", str(box(a.stage)), *common], deps, before, head))
-    for a in all_arms:
+    for a in all_arms if not args.no_eval else ():
         if a.stage == "drift":
             continue  # judged by its validation curves
-        deps = tuple(f"train:{n}" for n in stage_members(all_arms, a.stage))
+        deps = tuple(f"train:{n}" for n in stage_members(all_arms, a.stage)) if train else ()
         tasks.append(Task(f"eval:{a.name}", ["_eval", a.name, *common], deps, (lambda st=a.stage: settle(st, "eval_iteration"))))
-    tasks.append(Task("eval:bicubic", ["_eval", "bicubic", *common]))
+    if not args.no_eval:
+        tasks.append(Task("eval:bicubic", ["_eval", "bicubic", *common]))
     _schedule(tasks, args.jobs, work, args.threads)
     for a in all_arms:
-        if a.export and not args.no_export:
+        if a.export and not args.no_export and not args.no_eval:
             export_arm(a.name, work, Path(args.export_dir))
     print(f"ablation: {len(all_arms)} arms, {time.time() - t0:.0f} s; `python bench/ablation.py report` writes the docs", flush=True)
 
@@ -937,6 +998,8 @@ def main(argv=None) -> None:
     r.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
     r.add_argument("--export-dir", default=str(EXPORT_DIR))
     r.add_argument("--no-export", action="store_true")
+    r.add_argument("--no-eval", action="store_true", help="train only (a machine lent for training: see `pack`)")
+    r.add_argument("--eval-only", action="store_true", help="no training: evaluate and export what the work folder holds")
     r.add_argument("--only", nargs="*", default=None)
     r.add_argument("--gan-pixel", type=float, default=GAN_PIXEL,
                    help=f"pixel-loss weight of every GAN arm (default {GAN_PIXEL:g}, standing in for the dropped L_Per; "
@@ -950,6 +1013,10 @@ def main(argv=None) -> None:
     ex = sub.add_parser("export", help="export every arm's evaluated (else latest) generator as fp16 safetensors")
     ex.add_argument("--work", default=str(DEFAULT_WORK))
     ex.add_argument("--export-dir", default=str(EXPORT_DIR))
+    pk = sub.add_parser("pack", help="a trained work folder as tar files of at most 15 MB: compared snapshots (fp16), "
+                                     "plan, logs and curves")
+    pk.add_argument("--work", default=str(DEFAULT_WORK))
+    pk.add_argument("--out", required=True)
     rep = sub.add_parser("report", help="write docs/results.md and docs/results.json")
     rep.add_argument("--work", default=str(DEFAULT_WORK))
     rep.add_argument("--docs", default=str(REPO / "docs"))
@@ -970,6 +1037,9 @@ def main(argv=None) -> None:
         return run(args)
     if args.cmd == "report":
         return report(args)
+    if args.cmd == "pack":
+        pack(Path(args.work), Path(args.out))
+        return None
     if args.cmd == "export":
         plan = json.loads((Path(args.work) / "plan.json").read_text())
         for a in plan["arms"]:

@@ -89,3 +89,34 @@ def test_gan_pilot_quick_records_and_reports(tmp_path):
     gan_pilot.main(["--report", "--record-dir", str(rec), "--docs", str(docs)])  # replaces its section, once
     text = (docs / "results.md").read_text()
     assert "kept" in text and text.count("<!-- gan-pilot:begin -->") == 1 and "| 2 |" in text
+
+
+def test_train_there_pack_evaluate_here(tmp_path, monkeypatch):
+    """A machine lent for training runs ``run --no-eval`` and ``pack``; the tar files, unpacked
+    elsewhere, are evaluated by ``run --eval-only`` at the stage's common iteration."""
+    import tarfile
+
+    data, work, here, exp, tars = (tmp_path / n for n in ("data", "work", "here", "exp", "tars"))
+    _tiny_data(data)
+    monkeypatch.setattr(A, "matched_depth", lambda shape=(1, 3, 32, 32): 7)
+    only = ["--only", "psnr_rrdb", "a_esrgan_s0"]
+    A.main(["run", "--budget", "quick", "--jobs", "0", "--work", str(work), "--data-root", str(data), "--no-eval", *only])
+    assert not (work / "eval").exists() and A.snapshots(work, "a_esrgan_s0")
+    written = A.pack(work, tars, chunk_bytes=100_000)  # small chunks: the snapshots spread over several files
+    assert len(written) > 1 and all(p.stat().st_size <= 100_000 + 20_000 or len(tarfile.open(p).getnames()) == 1 for p in written)
+    for p in written:
+        with tarfile.open(p) as t:
+            t.extractall(here, filter="data")
+    kept = A.snapshots(here, "a_esrgan_s0")
+    assert list(kept) == [2] and not (here / "cache").exists()  # one snapshot per arm: the compared one
+    from safetensors import safe_open
+
+    with safe_open(str(kept[2]), "pt") as fh:
+        assert fh.metadata()["storage"] == "fp16" and fh.metadata()["iteration"] == "2"
+    A.main(["run", "--budget", "quick", "--jobs", "0", "--work", str(here), "--data-root", str(data), "--export-dir", str(exp),
+            "--eval-only", *only])
+    assert not (here / "cache").exists()  # nothing trained, no training set decoded
+    for name in ("psnr_rrdb", "a_esrgan_s0", "bicubic"):
+        ev = json.loads((here / "eval" / f"{name}.json").read_text())
+        assert ev["iteration"] == (0 if name == "bicubic" else 2)
+    assert gradguide.load(exp / "a_esrgan_s0.safetensors").scale == 4
