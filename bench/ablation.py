@@ -342,7 +342,8 @@ def train_dataset(cache: Path, arm: Arm, b: Budget):
     lr = [(n, x.numpy()) for n, x in zip(c["names"], c["lr"])]
     hr = [(n, x.numpy()) for n, x in zip(c["names"], c["hr"])]
     crop = arm.data.get("crop", b.crop)
-    return PairedFolderDataset(lr, hr, SCALE, crop=crop, augment=True, seed=arm.seed, cache=True)
+    return PairedFolderDataset(lr, hr, SCALE, crop=crop, augment=True, seed=arm.seed, cache=True,
+                               border=arm.data.get("border_crops", 0.0))
 
 
 # ----------------------------------------------------------------------------- curves
@@ -604,8 +605,10 @@ def run(args) -> None:
     if before != args.gan_pixel and started:
         raise SystemExit(f"--gan-pixel {args.gan_pixel:g}: this work folder's GAN arms ({', '.join(started)}) were trained with "
                          f"pixel weight {before:g}; pass --gan-pixel {before:g} to resume them, or use a new --work")
-    plan.update({"command": "python bench/ablation.py " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["run"] else "",
-                 "budget": args.budget, "budget_values": dataclasses.asdict(b), "deep_nb": deep, "gan_pixel": args.gan_pixel,
+    invoked = "python bench/ablation.py " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["run"] else ""
+    # an evaluation of what another machine trained keeps the training command and adds its own
+    plan.update({"eval_command": invoked} if args.eval_only else {"command": invoked})
+    plan.update({"budget": args.budget, "budget_values": dataclasses.asdict(b), "deep_nb": deep, "gan_pixel": args.gan_pixel,
                  "arms": [dataclasses.asdict(a) for a in all_arms]})
     plan.setdefault("init_iteration", {})
     plan.setdefault("eval_iteration", {})
@@ -969,14 +972,16 @@ def report(args) -> None:
           "Each line compares two arms on one set and metric; a difference within the summed seed spread is called "
           "no measurable difference.", ""]
     L += [f"- {c}" for c in res["conclusions"]] + [""]
-    if res["curves"]:
-        L += ["Validation curves:", ""] + [f"- {c}" for c in drift_findings(res)] + [""]
+    findings = drift_findings(res) if res["curves"] else []
+    if findings:
+        L += ["Validation curves:", ""] + [f"- {c}" for c in findings] + [""]
     plan = json.loads((work / "plan.json").read_text())
     cf = f" --curves-from {res['curves_source']['work']}" if res.get("curves_source") else ""
     cmd = plan.get("command") or f"python bench/ablation.py run --budget {res['budget']} --jobs N"
     if plan.get("gan_pixel", EQ10_PIXEL) != GAN_PIXEL and "--gan-pixel" not in cmd:  # planned before the option existed
         cmd += f" --gan-pixel {plan.get('gan_pixel', EQ10_PIXEL):g}"
-    L += ["## Reproduce", "", "```sh", cmd + "   # resumable",
+    evals = [plan["eval_command"] + "   # evaluation, on the machine the packed snapshots went back to"] if plan.get("eval_command") else []
+    L += ["## Reproduce", "", "```sh", cmd + "   # resumable", *evals,
           f"python bench/ablation.py report --work {os.path.relpath(work.resolve(), REPO)}{cf}"
           + ("" if main_section else f" --section {section}"), "```", ""]
     write_section(docs / "results.md", section, L, first=main_section)

@@ -277,3 +277,37 @@ def test_transform_helpers():
     with pytest.raises(ValueError, match="does not fit"):
         T.random_crop_position(4, 4, 5, g1)
     assert len(scan_images([("x", torch.rand(3, 4, 4))])) == 1
+
+
+# ----------------------------------------------------------------------------- border crops
+
+
+def test_border_crops_lie_against_the_edges_at_the_asked_rate():
+    g = torch.Generator().manual_seed(0)
+    n = 4000
+    pos = [T.random_crop_position(100, 200, 24, g, border=0.5) for _ in range(n)]
+    tops, lefts = np.array([p[0] for p in pos]), np.array([p[1] for p in pos])
+    # per axis: half the crops against an edge (either one, evenly), plus uniform ones that land there
+    for v, hi in ((tops, 76), (lefts, 176)):
+        at_edge = np.mean((v == 0) | (v == hi))
+        assert 0.47 < at_edge < 0.56 and 0.2 < np.mean(v == 0) < 0.3 and 0.2 < np.mean(v == hi) < 0.3
+        assert 0 <= v.min() and v.max() <= hi
+    none = [T.random_crop_position(100, 200, 24, torch.Generator().manual_seed(i)) for i in range(200)]
+    assert np.mean([p[0] in (0, 76) for p in none]) < 0.05  # uniform without it
+    # border=0 draws exactly the old stream: seeds of existing runs keep their crops
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert T.random_crop_position(50, 60, 8, g1, border=0.0) == (T._randint(43, g2), T._randint(53, g2))
+    with pytest.raises(ValueError, match="border"):
+        T.random_crop_position(50, 60, 8, g1, border=1.5)
+
+
+def test_paired_dataset_border_crops_keep_pairs_aligned(tmp_path):
+    lr_d, hr_d = _paired(tmp_path)
+    ds = PairedFolderDataset(lr_d, hr_d, 2, crop=16, seed=1, augment=False, border=1.0)
+    for i in range(len(ds)):
+        lr, hr = ds[i]
+        assert torch.equal(lr, hr[:, ::2, ::2])  # still the pair's own pixels
+        full = torch.from_numpy(np.array(Image.open(hr_d / f"{ds.names[i]}.png"))).permute(2, 0, 1).float() / 255
+        H, W = full.shape[-2] // 2 * 2, full.shape[-1] // 2 * 2  # the dataset's mod-crop
+        corners = [full[:, :16, :16], full[:, :16, W - 16:], full[:, H - 16:, :16], full[:, H - 16:, W - 16:]]
+        assert any(torch.equal(hr, c) for c in corners)  # border=1: always in a corner

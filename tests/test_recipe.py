@@ -251,3 +251,19 @@ def test_model_scale_reaches_the_backbones_own_scale_argument():
     ).validate()
     G = build_generator(r)
     assert G.backbone.upscale == 2 and G.scale == 2
+
+
+def test_border_crops_reach_the_dataset_and_are_checked(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from gradguide.train.build import build_train_dataset
+    from gradguide.train.recipe import apply_overrides, resolve_recipe
+
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(hr / "a.png")
+    r = apply_overrides(resolve_recipe("quickstart"), [f"data.hr={hr}", "data.crop=32", "data.border_crops=0.25"])
+    assert build_train_dataset(r).border == 0.25
+    with pytest.raises(RecipeError, match="data.border_crops"):
+        apply_overrides(resolve_recipe("quickstart"), ["data.border_crops=2"]).validate()

@@ -286,6 +286,8 @@ class HRFolderDataset(_SRDataset):
         seed: the data seed; an item depends only on ``(seed, epoch, index)``.
         quantize_lr: round the LR patch to the source's bit depth (as if saved to a file).
         cache: keep decoded images in memory (per process).
+        border: per axis, the probability that a crop lies against an image edge
+            (:func:`gradguide.data.transforms.random_crop_position`); 0 = uniform crops.
 
     Items: ``(lr, hr)`` float32, ``(3, crop/scale, crop/scale)`` and ``(3, crop, crop)``.
     """
@@ -300,9 +302,11 @@ class HRFolderDataset(_SRDataset):
         seed: int = 0,
         quantize_lr: bool = True,
         cache: bool = False,
+        border: float = 0.0,
     ) -> None:
         self._init_common(scale, seed, cache)
         self.crop = _check_crop(crop, self.scale, "HRFolderDataset")
+        self.border = float(border)
         self.augment = bool(augment)
         self.quantize_lr = bool(quantize_lr)
         self.root = root
@@ -323,7 +327,7 @@ class HRFolderDataset(_SRDataset):
         hr_full = self._read(index, 0, rec)
         g = self.generator(index)
         s, c = self.scale, self.crop // self.scale
-        top, left = T.random_crop_position(hr_full.shape[-2] // s, hr_full.shape[-1] // s, c, g)
+        top, left = T.random_crop_position(hr_full.shape[-2] // s, hr_full.shape[-1] // s, c, g, border=self.border)
         lr, hr = T.bicubic_lr_crop(hr_full, s, top, left, c)
         if self.quantize_lr:
             lr = T.quantize(lr, rec.bit_depth)
@@ -378,7 +382,7 @@ class PairedFolderDataset(_PairedSRDataset):
 
     Args:
         lr_root, hr_root: folders (or in-memory images).
-        scale, crop, augment, seed, cache: as :class:`HRFolderDataset`.
+        scale, crop, augment, seed, cache, border: as :class:`HRFolderDataset`.
 
     Items: ``(lr, hr)`` float32, ``(3, crop/scale, crop/scale)`` and ``(3, crop, crop)``.
     """
@@ -393,9 +397,11 @@ class PairedFolderDataset(_PairedSRDataset):
         augment: bool = True,
         seed: int = 0,
         cache: bool = False,
+        border: float = 0.0,
     ) -> None:
         self._init_common(scale, seed, cache)
         self.crop = _check_crop(crop, self.scale, "PairedFolderDataset")
+        self.border = float(border)
         self.augment = bool(augment)
         self.lr_root, self.hr_root = lr_root, hr_root
         hr_recs = scan_images(hr_root, what="HR folder")
@@ -423,7 +429,7 @@ class PairedFolderDataset(_PairedSRDataset):
         lr_full = self._read(index, 0, lr_rec)
         hr_full = self._read(index, 1, hr_rec)
         g = self.generator(index)
-        lr, hr = T.paired_random_crop(lr_full, hr_full, self.scale, self.crop, g)
+        lr, hr = T.paired_random_crop(lr_full, hr_full, self.scale, self.crop, g, border=self.border)
         if self.augment:
             lr, hr = T.paired_augment(lr, hr, g)
         return lr.float().contiguous(), hr.float().contiguous()

@@ -61,18 +61,37 @@ def mod_crop(x: Tensor, scale: int) -> Tensor:
     return x[..., :h, :w]
 
 
-def random_crop_position(h: int, w: int, crop: int, generator: torch.Generator) -> tuple[int, int]:
-    """``(top, left)`` of a uniformly random ``crop x crop`` window inside ``h x w``."""
+def random_crop_position(h: int, w: int, crop: int, generator: torch.Generator, *, border: float = 0.0) -> tuple[int, int]:
+    """``(top, left)`` of a uniformly random ``crop x crop`` window inside ``h x w``.
+
+    ``border``: the probability, per axis, that the window is put against one of the
+    image's two edges on that axis (either, evenly) instead of anywhere. A network pads
+    every edge of its input alike, but at inference only the image's own edges stay in
+    the output (tiles overlap), and there the LR was made with the kernel's mirror
+    padding: border crops train that case, which uniform crops of large photos almost
+    never show. ``0`` draws exactly as before (no extra random numbers)."""
     if crop < 1 or h < crop or w < crop:
         raise ValueError(f"random_crop_position: a {crop}x{crop} crop does not fit in {h}x{w}")
-    return _randint(h - crop + 1, generator), _randint(w - crop + 1, generator)
+    if not 0.0 <= border <= 1.0:
+        raise ValueError(f"random_crop_position: border must be in [0, 1], got {border}")
+    top, left = _randint(h - crop + 1, generator), _randint(w - crop + 1, generator)
+    if border > 0:
+        u = torch.rand(4, generator=generator).tolist()
+        if u[0] < border:
+            top = 0 if u[1] < 0.5 else h - crop
+        if u[2] < border:
+            left = 0 if u[3] < 0.5 else w - crop
+    return top, left
 
 
-def paired_random_crop(lr: Tensor, hr: Tensor, scale: int, hr_crop: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def paired_random_crop(
+    lr: Tensor, hr: Tensor, scale: int, hr_crop: int, generator: torch.Generator, *, border: float = 0.0
+) -> tuple[Tensor, Tensor]:
     """Crop aligned patches: ``lr`` ``(..., h, w)`` -> ``(..., c, c)`` and ``hr``
     ``(..., >= h*s, >= w*s)`` -> ``(..., c*s, c*s)``, ``c = hr_crop // scale``.
 
-    The window is drawn on the LR grid, so the HR patch starts at a multiple of ``scale``.
+    The window is drawn on the LR grid, so the HR patch starts at a multiple of ``scale``;
+    ``border`` as in :func:`random_crop_position`.
     """
     if hr_crop % scale:
         raise ValueError(f"paired_random_crop: crop {hr_crop} must be divisible by scale {scale}")
@@ -80,7 +99,7 @@ def paired_random_crop(lr: Tensor, hr: Tensor, scale: int, hr_crop: int, generat
     h, w = lr.shape[-2], lr.shape[-1]
     if hr.shape[-2] < h * scale or hr.shape[-1] < w * scale:
         raise ValueError(f"paired_random_crop: HR {tuple(hr.shape[-2:])} is smaller than LR {h}x{w} times {scale}")
-    top, left = random_crop_position(h, w, c, generator)
+    top, left = random_crop_position(h, w, c, generator, border=border)
     return (
         lr[..., top : top + c, left : left + c],
         hr[..., top * scale : (top + c) * scale, left * scale : (left + c) * scale],
@@ -165,16 +184,16 @@ def bicubic_lr_crop(hr: Tensor, scale: int, top: int, left: int, lr_crop: int, *
 class PairedRandomCrop:
     """Callable twin of :func:`paired_random_crop`: ``crop(lr, hr, generator)``."""
 
-    def __init__(self, scale: int, hr_crop: int = 128) -> None:
+    def __init__(self, scale: int, hr_crop: int = 128, *, border: float = 0.0) -> None:
         if hr_crop % scale:
             raise ValueError(f"PairedRandomCrop: crop {hr_crop} must be divisible by scale {scale}")
-        self.scale, self.hr_crop = int(scale), int(hr_crop)
+        self.scale, self.hr_crop, self.border = int(scale), int(hr_crop), float(border)
 
     def __call__(self, lr: Tensor, hr: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        return paired_random_crop(lr, hr, self.scale, self.hr_crop, generator)
+        return paired_random_crop(lr, hr, self.scale, self.hr_crop, generator, border=self.border)
 
     def __repr__(self) -> str:
-        return f"PairedRandomCrop(scale={self.scale}, hr_crop={self.hr_crop})"
+        return f"PairedRandomCrop(scale={self.scale}, hr_crop={self.hr_crop}, border={self.border:g})"
 
 
 class PairedAugment:

@@ -234,9 +234,10 @@ def build_train_dataset(recipe: Recipe):
     elif not d.hr:
         raise DataError(f"{recipe.source}: no training data: pass --data-hr DIR (or set data.hr)")
     elif d.lr:
-        out = ds.PairedFolderDataset(d.lr, d.hr, scale, crop=d.crop, augment=d.augment, seed=d.seed, cache=d.cache)
+        out = ds.PairedFolderDataset(d.lr, d.hr, scale, crop=d.crop, augment=d.augment, seed=d.seed, cache=d.cache,
+                                     border=d.border_crops)
     else:
-        out = ds.HRFolderDataset(d.hr, scale, crop=d.crop, augment=d.augment, seed=d.seed, cache=d.cache)
+        out = ds.HRFolderDataset(d.hr, scale, crop=d.crop, augment=d.augment, seed=d.seed, cache=d.cache, border=d.border_crops)
     return with_degradation_keys(recipe, out)
 
 

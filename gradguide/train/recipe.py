@@ -190,6 +190,7 @@ class DataConfig:
     workers: int = 0
     seed: int = 0
     cache: bool = False  # keep decoded training images in memory (per worker): bench/loader.py
+    border_crops: float = 0.0  # per axis, the chance a crop lies against an image edge (0: uniform crops)
 
 
 @dataclass
@@ -315,6 +316,8 @@ class Recipe:
             raise bad("data.crop", f"{d.crop} must be a positive multiple of model.scale={m.scale}")
         if d.workers < 0:
             raise bad("data.workers", "must be >= 0")
+        if not 0.0 <= d.border_crops <= 1.0:
+            raise bad("data.border_crops", f"must be in [0, 1], got {d.border_crops}")
         if t.iterations < 1:
             raise bad("train.iterations", f"must be >= 1, got {t.iterations}")
         if t.batch_size < 1:
