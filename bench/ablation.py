@@ -920,11 +920,15 @@ def report(args) -> None:
           ""]
     machines = sorted({p["device"] for a in res["arms"].values() if a["timing"] for p in a["timing"]["pieces"]})
     L += [f"- Machine(s): {', '.join(machines) or 'unknown'}.", ""]
-    L += ["## Arms and wall time", "", "| arm | what | iterations | wall s |", "|---|---|---|---|"]
+    L += ["## Arms and wall time", "",
+          "`compared at`: the iteration the arm is evaluated at, its stage's common one (every arm of a stage is compared "
+          "after the same number of iterations); `reached`: where the arm's time box stopped it.", "",
+          "| arm | what | compared at | reached | wall s |", "|---|---|---|---|---|"]
     for base, gr in res["groups"].items():
         for n, it in zip(gr["arms"], gr["iterations"]):
             t = res["arms"][n]["timing"]
-            L.append(f"| `{n}` | {gr['title']} | {it} | {t['seconds']:.0f} |" if t else f"| `{n}` | {gr['title']} | {it} | n/a |")
+            reached = t["pieces"][-1]["until"] if t and t.get("pieces") else "n/a"
+            L.append(f"| `{n}` | {gr['title']} | {it} | {reached} | " + (f"{t['seconds']:.0f} |" if t else "n/a |"))
     L.append("")
     bic = res["arms"].get("bicubic")
     for stage, title in (("gan", "GAN setting (Table 2)"), ("psnr", "PSNR setting"), ("default", "Bundled default model")):
@@ -941,7 +945,8 @@ def report(args) -> None:
                     continue
                 L.append(f"| {gr['title']} | {len(gr['seeds'])} | " + " | ".join(_fmt(gr["means"][ds][k], k) for k in METRIC_COLS) + " |")
             L.append("")
-    if res["curves"]:
+    tabled = [n for n in res["curves"] if n.startswith("drift") or n == "default_x4"]  # curves given in full
+    if tabled:
         L += ["## Validation curves (Set5, every validation round)", "",
               "The old quickstart recipe's drift, reproduced and fixed. `bias` is the mean signed error of R, G, B "
               "(SR - HR, in [0, 1] units): a global colour or intensity drift shows there while SSIM-Y hardly moves.", ""]
@@ -949,9 +954,8 @@ def report(args) -> None:
             cs = res["curves_source"]
             L += [f"These curves come from the run in `{cs['work']}` ({', '.join(cs['devices']) or 'device unknown'}), "
                   "not from the run whose tables are above.", ""]
-        for name, rows in res["curves"].items():
-            if not name.startswith("drift") and name != "default_x4":
-                continue
+        for name in tabled:
+            rows = res["curves"][name]
             L += [f"### `{name}`", "", "| iteration | PSNR-Y | SSIM-Y | PSNR-RGB | CIEDE2000 | bias R | bias G | bias B |", "|---|---|---|---|---|---|---|---|"]
             for r in rows:
                 L.append(f"| {r['iteration']} | {r['psnr_y']:.3f} | {r['ssim_y']:.4f} | {r['psnr_rgb']:.3f} | {r['ciede2000']:.3f} | "
@@ -981,6 +985,8 @@ def report(args) -> None:
     if plan.get("gan_pixel", EQ10_PIXEL) != GAN_PIXEL and "--gan-pixel" not in cmd:  # planned before the option existed
         cmd += f" --gan-pixel {plan.get('gan_pixel', EQ10_PIXEL):g}"
     evals = [plan["eval_command"] + "   # evaluation, on the machine the packed snapshots went back to"] if plan.get("eval_command") else []
+    if "--no-eval" in cmd:  # trained on a lent machine: bench/device_study.sh ran it there, then `pack`
+        cmd = "# on the lent machine (bench/device_study.sh: this, then `pack`; the tar files came back here)\n" + cmd
     L += ["## Reproduce", "", "```sh", cmd + "   # resumable", *evals,
           f"python bench/ablation.py report --work {os.path.relpath(work.resolve(), REPO)}{cf}"
           + ("" if main_section else f" --section {section}"), "```", ""]
