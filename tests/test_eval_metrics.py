@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from gradguide.eval import metrics as M
 from gradguide.eval.metrics import crop_border, gmsd, gradient_l1, psnr_y, quantize, rgb_to_y, ssim_y
 
 
@@ -75,3 +76,27 @@ def test_shape_errors():
         psnr_y(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8), crop=4)
     with pytest.raises(ValueError, match="window"):
         ssim_y(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
+
+
+def test_frame_metrics_see_a_bright_frame():
+    """A bright 3-px frame on an otherwise exact SR: the frame PSNR drops, the inner one is
+    untouched (infinite error-free PSNR is avoided with noise), the frame bias is positive
+    and about the frame's brightening averaged over the 8-px frame."""
+    g = torch.Generator().manual_seed(0)
+    hr = torch.rand(1, 3, 48, 40, generator=g) * 0.6 + 0.2
+    noisy = (hr + 0.01 * torch.randn(hr.shape, generator=g)).clamp(0, 1)
+    bright = noisy.clone()
+    bright[..., :3, :] += 0.1
+    bright[..., -3:, :] += 0.1
+    bright[..., :, :3] += 0.1
+    bright[..., :, -3:] += 0.1
+    f0, f1 = M.psnr_y_frame(noisy, hr), M.psnr_y_frame(bright, hr)
+    i0, i1 = M.psnr_y_frame(noisy, hr, inner=True), M.psnr_y_frame(bright, hr, inner=True)
+    assert f1.item() < f0.item() - 5 and i1.item() == i0.item()
+    b0, b1 = M.frame_bias_y(noisy, hr).item(), M.frame_bias_y(bright, hr).item()
+    assert abs(b0) < 0.3 and b1 > 5  # 0.1 of 219 Y levels on 3 of the 8 px (corners overlap): about 10
+    dark = noisy.clone()
+    dark[..., :2, :] -= 0.2
+    assert M.frame_bias_y(dark, hr).item() < -2
+    with pytest.raises(ValueError, match="frame"):
+        M.frame_bias_y(hr[..., :16, :16], hr[..., :16, :16])

@@ -38,6 +38,7 @@ __all__ = [
     "gradient_l1",
     "ciede2000",
     "psnr_y_frame",
+    "frame_bias_y",
     "PSNRY",
     "SSIMY",
 ]
@@ -165,6 +166,21 @@ def psnr_y_frame(sr: Tensor, hr: Tensor, *, width: int = 8, inner: bool = False,
     Comparing the two against bicubic's shows border artifacts (a bright or dark frame)
     that the protocol's border crop hides. Returns ``(B,)``.
     """
+    ya, yb, mask = _frame(sr, hr, width, quantize)
+    d = (ya - yb).pow(2)[..., ~mask if inner else mask]
+    return 10.0 * torch.log10(255.0**2 / d.flatten(1).mean(dim=1))
+
+
+def frame_bias_y(sr: Tensor, hr: Tensor, *, width: int = 8, quantize: bool = True) -> Tensor:
+    """Mean signed error ``Y(SR) - Y(HR)`` over the outermost ``width`` pixels, in levels
+    of 255: a bright frame along the borders is positive, a dark one negative; an error
+    that is only noise averages to about 0. Returns ``(B,)``."""
+    ya, yb, mask = _frame(sr, hr, width, quantize)
+    return (ya - yb)[..., mask].flatten(1).mean(dim=1)
+
+
+def _frame(sr: Tensor, hr: Tensor, width: int, quantize: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Y of both images and the ``(H, W)`` mask of their outermost ``width`` pixels."""
     a, b = _prepare(sr, hr, quantize)
     ya, yb = rgb_to_y(a, round_y=quantize), rgb_to_y(b, round_y=quantize)
     h, w = ya.shape[-2:]
@@ -172,10 +188,7 @@ def psnr_y_frame(sr: Tensor, hr: Tensor, *, width: int = 8, inner: bool = False,
         raise ValueError(f"a {width}-pixel frame needs an image larger than {2 * width}x{2 * width}, got {h}x{w}")
     mask = torch.ones(h, w, dtype=torch.bool, device=ya.device)
     mask[width:-width, width:-width] = False
-    if inner:
-        mask = ~mask
-    d = (ya - yb).pow(2)[..., mask]
-    return 10.0 * torch.log10(255.0**2 / d.flatten(1).mean(dim=1))
+    return ya, yb, mask
 
 
 class PSNRY(torch.nn.Module):

@@ -14,10 +14,13 @@ __all__ = ["Protocol", "METRICS", "NO_REFERENCE", "LOWER_IS_BETTER", "EvalError"
 #: against the interior)
 METRICS: tuple[str, ...] = (
     "PI", "LPIPS", "PSNR", "SSIM", "NIQE", "GMSD", "GradL1", "CIEDE2000", "PSNR-RGB", "PSNR-frame8", "PSNR-inner8",
+    "Bias-frame8",
 )
 #: the metrics that need no HR image (``gradguide eval --no-reference``, real LR photos)
 NO_REFERENCE: tuple[str, ...] = ("PI", "NIQE")
 LOWER_IS_BETTER: frozenset[str] = frozenset({"PI", "LPIPS", "NIQE", "GMSD", "GradL1", "CIEDE2000"})
+#: signed metrics: best at 0
+SIGNED: frozenset[str] = frozenset({"Bias-frame8"})
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,8 @@ class Protocol:
     )
     frame: str = (
         "PSNR-frame8: PSNR-Y over the outermost 8 px of the image (no border crop); PSNR-inner8: PSNR-Y inside "
-        "that frame; a border artifact shows as a frame figure that falls behind bicubic's more than the inner one"
+        "that frame; a border artifact shows as a frame figure that falls behind bicubic's more than the inner one; "
+        "Bias-frame8: mean signed Y error (SR - HR, levels of 255) over that frame, positive for a bright frame"
     )
 
     def to_dict(self) -> dict:

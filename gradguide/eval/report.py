@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Union
 
 from .evaluate import EvalReport
-from .protocol import LOWER_IS_BETTER, METRICS
+from .protocol import LOWER_IS_BETTER, METRICS, SIGNED
 
 __all__ = ["rich_tables", "print_report", "write_json", "write_csv"]
 
 _FMT = {"PI": "{:.4f}", "LPIPS": "{:.4f}", "PSNR": "{:.3f}", "SSIM": "{:.4f}", "NIQE": "{:.4f}", "GMSD": "{:.4f}", "GradL1": "{:.4f}",
-        "CIEDE2000": "{:.4f}", "PSNR-RGB": "{:.3f}", "PSNR-frame8": "{:.3f}", "PSNR-inner8": "{:.3f}"}
+        "CIEDE2000": "{:.4f}", "PSNR-RGB": "{:.3f}", "PSNR-frame8": "{:.3f}", "PSNR-inner8": "{:.3f}",
+        "Bias-frame8": "{:+.3f}"}
 
 
 def rich_tables(report: EvalReport) -> list:
@@ -34,7 +35,7 @@ def rich_tables(report: EvalReport) -> list:
         per = report.results[ds]
         means = {m: per[m].mean for m in report.methods}
         for i, metric in enumerate(METRICS):
-            arrow = "↓" if metric in LOWER_IS_BETTER else "↑"
+            arrow = "→0" if metric in SIGNED else "↓" if metric in LOWER_IS_BETTER else "↑"
             vals = []
             for m in report.methods:
                 v = means[m][metric]
