@@ -858,6 +858,19 @@ def write_section(path: Path, name: str, lines: list[str], *, first: bool = Fals
     path.write_text("\n".join(t for _, t in sections), encoding="utf-8")
 
 
+def section_titles(path: Path) -> list[tuple[str, str]]:
+    """``(name, first heading)`` of each ``<!-- name:begin -->`` section of a markdown file."""
+    import re
+
+    if not path.is_file():
+        return []
+    out = []
+    for m in re.finditer(r"<!-- ([\w-]+):begin -->\n(.*?)<!-- \1:end -->", path.read_text(encoding="utf-8"), re.S):
+        head = next((ln.lstrip("#").strip() for ln in m.group(2).splitlines() if ln.startswith("#")), "")
+        out.append((m.group(1), head))
+    return out
+
+
 def gan_weights_sentence(plan_arms: list[dict]) -> str:
     """The GAN stage's loss weights as the plan recorded them (full SPSR arm), against Eq. 10."""
     full = next((a["loss"] for a in plan_arms if a["name"].startswith("e_spsr_lr")), None)
@@ -889,11 +902,17 @@ def report(args) -> None:
     main_section = section == "ablation"
     js = "results.json" if main_section else f"results-{section}.json"
     (docs / js).write_text(json.dumps(res, indent=1, allow_nan=False))
+    ran_on = sorted({p["device"] for a in res["arms"].values() if a["timing"] for p in a["timing"]["pieces"]})
     L = ["# Results: an equal-budget study of gradient guidance" if main_section else
-         f"# Results of a second run (`{os.path.relpath(work.resolve(), REPO)}`)", "",
+         f"# Results of another run: budget `{res['budget']}` on {', '.join(ran_on) or 'an unknown machine'} "
+         f"(`{os.path.relpath(work.resolve(), REPO)}`)", "",
          "Written by `python bench/ablation.py report` from the evaluations that `python bench/ablation.py run` made; "
          "no number here is typed by hand. The same numbers, per image set and arm, are in "
          f"[{js}]({js}).", ""]
+    others = [(n, h) for n, h in section_titles(docs / "results.md") if n != section] if main_section else []
+    if others:
+        L += ["Other runs and studies in this file, each in its own section below, written by the command at its end:", ""]
+        L += [f"- `{n}`: {h}" for n, h in others] + [""]
     bv = res["budget_values"]
     plan_arms = json.loads((work / "plan.json").read_text())["arms"]
     status = []
