@@ -67,6 +67,9 @@ def test_quick_study_end_to_end(tmp_path, monkeypatch):
     assert text.index("<!-- ablation:begin -->") < text.index("<!-- second-run:begin -->")
     assert text.count("<!-- ablation:begin -->") == 1 and text.count("<!-- second-run:begin -->") == 1 and "kept" in text
     assert (docs / "results-second-run.json").is_file() and "--section second-run" in text
+    # the study's section lists the file's other sections, with their titles
+    main = text[text.index("<!-- ablation:begin -->"):text.index("<!-- ablation:end -->")]
+    assert "- `second-run`: Results of another run: budget `quick` on CPU" in main and "- `ablation`" not in main
 
 
 def test_gan_pilot_quick_records_and_reports(tmp_path):
