@@ -618,23 +618,20 @@ def run(args) -> None:
         s = {"psnr": args.psnr_until_s, "drift": args.psnr_until_s, "gan": args.gan_until_s, "default": args.gan_until_s}[stage]
         return t0 + s if s else 0.0
 
-    def settle(stage: str, what: str) -> None:
-        settle_stage(work, all_arms, stage, what)
-
     common = ["--work", str(work), "--budget", args.budget, "--data-root", str(data_root), "--device", args.device]
     tasks: list[Task] = []
     order = {"default": 0, "psnr": 1, "drift": 2, "gan": 3}  # longest first; the PSNR starts before what waits on them
     train = not args.eval_only
     for a in sorted(all_arms, key=lambda a: order[a.stage]) if train else ():
         deps = tuple(f"train:{n}" for n in stage_members(all_arms, "psnr")) if a.init else ()
-        before = (lambda: settle("psnr", "init_iteration")) if a.init else None
+        before = (lambda: settle_stage(work, all_arms, "psnr", "init_iteration")) if a.init else None
         head = t0 + args.default_head_start_s if a.stage in ("psnr", "gan") else 0.0  # the default model first
         tasks.append(Task(f"train:{a.name}", ["_train", a.name, "--deadline", str(box(a.stage)), *common], deps, before, head))
     for a in all_arms if not args.no_eval else ():
         if a.stage == "drift":
             continue  # judged by its validation curves
         deps = tuple(f"train:{n}" for n in stage_members(all_arms, a.stage)) if train else ()
-        tasks.append(Task(f"eval:{a.name}", ["_eval", a.name, *common], deps, (lambda st=a.stage: settle(st, "eval_iteration"))))
+        tasks.append(Task(f"eval:{a.name}", ["_eval", a.name, *common], deps, (lambda st=a.stage: settle_stage(work, all_arms, st, "eval_iteration"))))
     if not args.no_eval:
         tasks.append(Task("eval:bicubic", ["_eval", "bicubic", *common]))
     _schedule(tasks, args.jobs, work, args.threads)

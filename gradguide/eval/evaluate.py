@@ -410,9 +410,8 @@ def _run(datasets, loaded, scale, crop, wanted, lpips_model, protocol, notes, ma
                     sc.metrics["PSNR-RGB"] = M.psnr_rgb(sr_t, hr_t, crop=crop).item()
                 if "PSNR-frame8" in wanted or "PSNR-inner8" in wanted or "Bias-frame8" in wanted:
                     try:
-                        sc.metrics["PSNR-frame8"] = M.psnr_y_frame(sr_t, hr_t, width=8).item()
-                        sc.metrics["PSNR-inner8"] = M.psnr_y_frame(sr_t, hr_t, width=8, inner=True).item()
-                        sc.metrics["Bias-frame8"] = M.frame_bias_y(sr_t, hr_t, width=8).item()
+                        frame, inside, bias = M.frame_stats(sr_t, hr_t, width=8)
+                        sc.metrics.update({"PSNR-frame8": frame.item(), "PSNR-inner8": inside.item(), "Bias-frame8": bias.item()})
                     except ValueError as exc:
                         results[ds][name].notes.append(f"PSNR-frame8 skipped for {f.name}: {exc}")
                 if "LPIPS" in wanted and lpips_model is not None:

@@ -39,6 +39,7 @@ __all__ = [
     "ciede2000",
     "psnr_y_frame",
     "frame_bias_y",
+    "frame_stats",
     "PSNRY",
     "SSIMY",
 ]
@@ -166,21 +167,21 @@ def psnr_y_frame(sr: Tensor, hr: Tensor, *, width: int = 8, inner: bool = False,
     Comparing the two against bicubic's shows border artifacts (a bright or dark frame)
     that the protocol's border crop hides. Returns ``(B,)``.
     """
-    ya, yb, mask = _frame(sr, hr, width, quantize)
-    d = (ya - yb).pow(2)[..., ~mask if inner else mask]
-    return 10.0 * torch.log10(255.0**2 / d.flatten(1).mean(dim=1))
+    frame, inside, _ = frame_stats(sr, hr, width=width, quantize=quantize)
+    return inside if inner else frame
 
 
 def frame_bias_y(sr: Tensor, hr: Tensor, *, width: int = 8, quantize: bool = True) -> Tensor:
     """Mean signed error ``Y(SR) - Y(HR)`` over the outermost ``width`` pixels, in levels
     of 255: a bright frame along the borders is positive, a dark one negative; an error
     that is only noise averages to about 0. Returns ``(B,)``."""
-    ya, yb, mask = _frame(sr, hr, width, quantize)
-    return (ya - yb)[..., mask].flatten(1).mean(dim=1)
+    return frame_stats(sr, hr, width=width, quantize=quantize)[2]
 
 
-def _frame(sr: Tensor, hr: Tensor, width: int, quantize: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """Y of both images and the ``(H, W)`` mask of their outermost ``width`` pixels."""
+def frame_stats(sr: Tensor, hr: Tensor, *, width: int = 8, quantize: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    """``(PSNR-Y on the frame, PSNR-Y inside it, mean signed Y error on the frame)`` from
+    one conversion to Y: :func:`psnr_y_frame` (both) and :func:`frame_bias_y` at once.
+    Each ``(B,)``."""
     a, b = _prepare(sr, hr, quantize)
     ya, yb = rgb_to_y(a, round_y=quantize), rgb_to_y(b, round_y=quantize)
     h, w = ya.shape[-2:]
@@ -188,7 +189,13 @@ def _frame(sr: Tensor, hr: Tensor, width: int, quantize: bool) -> tuple[Tensor, 
         raise ValueError(f"a {width}-pixel frame needs an image larger than {2 * width}x{2 * width}, got {h}x{w}")
     mask = torch.ones(h, w, dtype=torch.bool, device=ya.device)
     mask[width:-width, width:-width] = False
-    return ya, yb, mask
+    d = ya - yb
+    sq = d.pow(2)
+
+    def psnr(k: Tensor) -> Tensor:
+        return 10.0 * torch.log10(255.0**2 / sq[..., k].flatten(1).mean(dim=1))
+
+    return psnr(mask), psnr(~mask), d[..., mask].flatten(1).mean(dim=1)
 
 
 class PSNRY(torch.nn.Module):

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 
 from ..errors import EvalError
 
-__all__ = ["Protocol", "METRICS", "NO_REFERENCE", "LOWER_IS_BETTER", "EvalError"]
+__all__ = ["Protocol", "METRICS", "NO_REFERENCE", "LOWER_IS_BETTER", "SIGNED", "EvalError"]
 
 
 

@@ -47,8 +47,7 @@ def self_ensemble(model: nn.Module, x: Tensor, *, transforms: int = 8) -> SROutp
     """Average of ``model`` over the first ``transforms`` symmetries (8: all; 1: the model
     alone), each output mapped back. Returns an :class:`SROutput` (``grad``/``lr_grad``
     ``None`` when the model has none)."""
-    if not 1 <= transforms <= 8:
-        raise ValueError(f"transforms must be in 1..8, got {transforms}")
+    _check_transforms(transforms)
     sums: list = [None, None, None]
     for k in range(transforms):
         out = as_output(model(dihedral(x, k)))
@@ -60,15 +59,19 @@ def self_ensemble(model: nn.Module, x: Tensor, *, transforms: int = 8) -> SROutp
     return SROutput(sr, grad, lr_grad)
 
 
+def _check_transforms(n: int) -> int:
+    if not 1 <= n <= 8:
+        raise ValueError(f"transforms must be in 1..8, got {n}")
+    return n
+
+
 class SelfEnsemble(nn.Module):
     """Module twin of :func:`self_ensemble`: wraps ``model`` (its parameters and ``scale``
     stay the model's). Shape: ``(B, C, H, W) -> SROutput`` of ``(B, C, sH, sW)``."""
 
     def __init__(self, model: nn.Module, transforms: int = 8) -> None:
         super().__init__()
-        if not 1 <= int(transforms) <= 8:
-            raise ValueError(f"transforms must be in 1..8, got {transforms}")
-        self.model, self.transforms = model, int(transforms)
+        self.model, self.transforms = model, _check_transforms(int(transforms))
 
     @property
     def scale(self) -> Any:
