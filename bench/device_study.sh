@@ -23,7 +23,7 @@ cd "$ROOT"
 DATA="$1"; OUT="$2"; shift 2
 WORK="${WORK:-/tmp/study}"
 mkdir -p "$OUT" "$WORK"
-if compgen -G ".whl/*.whl" >/dev/null; then
+if [[ -z "${DEVICE_DRY:-}" ]] && compgen -G ".whl/*.whl" >/dev/null; then  # the dry run installs nothing
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi

@@ -1,0 +1,68 @@
+"""The bundled model's image border on one test set, side by side in one run.
+
+    python bench/border_probe.py [--data-root ../shared/data] [--set Set5] [--pad 8] [--extra NAME=FILE ...]
+
+Rows: bicubic, the bundled model as shipped (zero padding inside the network, as
+trained), the same model on an LR pre-padded by ``--pad`` px (reflect, replicate; the
+output is cropped back), and any ``--extra`` generator files (say, a fine-tune). Columns:
+PSNR-Y (protocol crop), PSNR-frame8, PSNR-inner8 and Bias-frame8 of ``gradguide.evaluate``,
+and the frame's and the interior's gain over bicubic. Prints a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import gradguide
+from gradguide.types import as_output
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class PrePad(nn.Module):
+    """``model`` on its input padded by ``pad`` px (``mode`` of ``F.pad``), output cropped back."""
+
+    def __init__(self, model: nn.Module, pad: int, mode: str) -> None:
+        super().__init__()
+        self.model, self.pad, self.mode, self.scale = model, int(pad), mode, model.scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p, s = self.pad, self.scale
+        sr = as_output(self.model(F.pad(x, (p, p, p, p), mode=self.mode))).sr
+        return sr[..., p * s: sr.shape[-2] - p * s, p * s: sr.shape[-1] - p * s]
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--set", default="Set5")
+    ap.add_argument("--pad", type=int, default=8)
+    ap.add_argument("--extra", nargs="*", default=[], metavar="NAME=FILE")
+    args = ap.parse_args(argv)
+    net = gradguide.load("default").eval()
+    models = {"bicubic": "bicubic", "default": net,
+              f"default, LR reflect-padded {args.pad}": PrePad(net, args.pad, "reflect"),
+              f"default, LR replicate-padded {args.pad}": PrePad(net, args.pad, "replicate")}
+    for e in args.extra:
+        name, _, path = e.partition("=")
+        models[name] = path
+    rep = gradguide.evaluate(models, [Path(args.data_root) / "test" / args.set], scale=4,
+                             metrics=["PSNR", "PSNR-frame8", "PSNR-inner8", "Bias-frame8"], device="cpu")
+    res = rep.results[rep.datasets[0]]
+    b = res["bicubic"].mean
+    print(f"{args.set}, x4, {platform.machine()} CPU, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print("| method | PSNR-Y | PSNR-frame8 | PSNR-inner8 | Bias-frame8 | frame gain | inner gain |")
+    print("|---|---|---|---|---|---|---|")
+    for name in models:
+        m = res[name].mean
+        print(f"| {name} | {m['PSNR']:.3f} | {m['PSNR-frame8']:.3f} | {m['PSNR-inner8']:.3f} | {m['Bias-frame8']:+.3f} | "
+              f"{m['PSNR-frame8'] - b['PSNR-frame8']:+.3f} | {m['PSNR-inner8'] - b['PSNR-inner8']:+.3f} |")
+
+
+if __name__ == "__main__":
+    main()
