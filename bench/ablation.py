@@ -336,14 +336,15 @@ def data_cache(work: Path, data_root: Path) -> Path:
 def train_dataset(cache: Path, arm: Arm, b: Budget):
     import torch
 
-    from gradguide.data.datasets import PairedFolderDataset
+    from gradguide.data.datasets import HRFolderDataset, PairedFolderDataset
 
     c = torch.load(cache, weights_only=True)
-    lr = [(n, x.numpy()) for n, x in zip(c["names"], c["lr"])]
     hr = [(n, x.numpy()) for n, x in zip(c["names"], c["hr"])]
-    crop = arm.data.get("crop", b.crop)
-    return PairedFolderDataset(lr, hr, SCALE, crop=crop, augment=True, seed=arm.seed, cache=True,
-                               border=arm.data.get("border_crops", 0.0))
+    crop, border = arm.data.get("crop", b.crop), arm.data.get("border_crops", 0.0)
+    if arm.data.get("lr_from", "image") == "crop":  # each LR patch from its HR patch alone
+        return HRFolderDataset(hr, SCALE, crop=crop, augment=True, seed=arm.seed, cache=True, border=border, lr_from="crop")
+    lr = [(n, x.numpy()) for n, x in zip(c["names"], c["lr"])]
+    return PairedFolderDataset(lr, hr, SCALE, crop=crop, augment=True, seed=arm.seed, cache=True, border=border)
 
 
 # ----------------------------------------------------------------------------- curves

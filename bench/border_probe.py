@@ -33,7 +33,12 @@ class PrePad(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p, s = self.pad, self.scale
-        sr = as_output(self.model(F.pad(x, (p, p, p, p), mode=self.mode))).sr
+        if self.mode == "symmetric":
+            x = torch.cat([x[..., :p].flip(-1), x, x[..., -p:].flip(-1)], -1)
+            x = torch.cat([x[..., :p, :].flip(-2), x, x[..., -p:, :].flip(-2)], -2)
+        else:
+            x = F.pad(x, (p, p, p, p), mode=self.mode)
+        sr = as_output(self.model(x)).sr
         return sr[..., p * s: sr.shape[-2] - p * s, p * s: sr.shape[-1] - p * s]
 
 
@@ -47,7 +52,8 @@ def main(argv=None) -> None:
     net = gradguide.load("default").eval()
     models = {"bicubic": "bicubic", "default": net,
               f"default, LR reflect-padded {args.pad}": PrePad(net, args.pad, "reflect"),
-              f"default, LR replicate-padded {args.pad}": PrePad(net, args.pad, "replicate")}
+              f"default, LR replicate-padded {args.pad}": PrePad(net, args.pad, "replicate"),
+              f"default, LR symmetric-padded {args.pad}": PrePad(net, args.pad, "symmetric")}
     for e in args.extra:
         name, _, path = e.partition("=")
         models[name] = path

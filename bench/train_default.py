@@ -45,7 +45,8 @@ def main(argv=None) -> None:
     if args.init:
         sets.append(f"model.pretrained={args.init}")
     recipe = apply_overrides(load_recipe(A.REPO / "recipes" / "default_x4.toml"), sets)
-    arm = A.Arm("default_x4", "default", recipe.description, "rrdbnet", {}, "lr", {}, data={"crop": recipe.data.crop, "border_crops": recipe.data.border_crops})
+    arm = A.Arm("default_x4", "default", recipe.description, "rrdbnet", {}, "lr", {}, data={"crop": recipe.data.crop, "border_crops": recipe.data.border_crops,
+                                                                                            "lr_from": recipe.data.lr_from})
     cache = A.data_cache(Path(args.cache_dir), data_root)
     val = ValidationDataset(data_root / "test" / "Set5", A.SCALE)
     resume = (out / STATE_FILE).is_file()

@@ -311,3 +311,40 @@ def test_paired_dataset_border_crops_keep_pairs_aligned(tmp_path):
         H, W = full.shape[-2] // 2 * 2, full.shape[-1] // 2 * 2  # the dataset's mod-crop
         corners = [full[:, :16, :16], full[:, :16, W - 16:], full[:, H - 16:, :16], full[:, H - 16:, W - 16:]]
         assert any(torch.equal(hr, c) for c in corners)  # border=1: always in a corner
+
+
+# ----------------------------------------------------------------------------- LR from the crop
+
+
+def test_lr_from_crop_is_the_patch_downscaled_alone():
+    hr = torch.rand(3, 60, 52)
+    full = imresize(T.mod_crop(hr, 4), 1 / 4)
+    lr_i, hp_i = T.bicubic_lr_crop(hr, 4, 3, 2, 8)
+    lr_c, hp_c = T.bicubic_lr_crop(hr, 4, 3, 2, 8, lr_from="crop")
+    assert torch.equal(hp_i, hp_c) and hp_c.shape == (3, 32, 32)
+    torch.testing.assert_close(lr_c, imresize(hp_c, 1 / 4), atol=0, rtol=0)
+    # 3 LR px inside, beyond the kernel's reach, the two agree; on the patch's edges the
+    # crop's own mirror padding differs from the image's content there
+    torch.testing.assert_close(lr_c[:, 3:-3, 3:-3], full[:, 6:8, 5:7], atol=1e-5, rtol=0)
+    assert (lr_c[:, 0] - lr_i[:, 0]).abs().max() > 1e-3
+    # at the image's own corner the whole image's LR and the crop's agree (both mirror there)
+    lr_i0, _ = T.bicubic_lr_crop(hr, 4, 0, 0, 6)
+    lr_c0, _ = T.bicubic_lr_crop(hr, 4, 0, 0, 6, lr_from="crop")
+    torch.testing.assert_close(lr_c0[:, :3, :3], lr_i0[:, :3, :3], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="lr_from"):
+        T.bicubic_lr_crop(hr, 4, 0, 0, 6, lr_from="tile")
+
+
+def test_hr_dataset_lr_from_crop(tmp_path):
+    rng = np.random.default_rng(0)
+    imgs = [(f"i{k}", rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)) for k in range(3)]
+    ds = HRFolderDataset(imgs, 4, crop=16, seed=2, augment=True, lr_from="crop")
+    base = HRFolderDataset(imgs, 4, crop=16, seed=2, augment=True)
+    for i in range(len(ds)):
+        lr, hr = ds[i]
+        assert torch.equal(hr, base[i][1])  # same crops and augmentations as the default stream
+        # the LR is the (augmented) HR patch downscaled alone, rounded to uint8
+        torch.testing.assert_close(lr, T.quantize(imresize(hr, 1 / 4)), atol=1e-6, rtol=0)
+    assert not torch.equal(ds[0][0], base[0][0])
+    with pytest.raises(DataError, match="lr_from"):
+        HRFolderDataset(imgs, 4, crop=16, lr_from="tile")

@@ -267,3 +267,21 @@ def test_border_crops_reach_the_dataset_and_are_checked(tmp_path):
     assert build_train_dataset(r).border == 0.25
     with pytest.raises(RecipeError, match="data.border_crops"):
         apply_overrides(resolve_recipe("quickstart"), ["data.border_crops=2"]).validate()
+
+
+def test_lr_from_reaches_the_dataset_and_is_checked(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from gradguide.train.build import build_train_dataset
+    from gradguide.train.recipe import apply_overrides, resolve_recipe
+
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(hr / "a.png")
+    r = apply_overrides(resolve_recipe("quickstart"), [f"data.hr={hr}", "data.crop=32", "data.lr_from=crop"])
+    assert build_train_dataset(r).lr_from == "crop"
+    with pytest.raises(RecipeError, match="data.lr_from"):
+        apply_overrides(resolve_recipe("quickstart"), ["data.lr_from=tile"]).validate()
+    with pytest.raises(RecipeError, match="data.lr_from"):  # a paired LR folder has its own LR
+        apply_overrides(resolve_recipe("quickstart"), [f"data.hr={hr}", f"data.lr={hr}", "data.lr_from=crop"]).validate()

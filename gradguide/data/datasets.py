@@ -288,6 +288,9 @@ class HRFolderDataset(_SRDataset):
         cache: keep decoded images in memory (per process).
         border: per axis, the probability that a crop lies against an image edge
             (:func:`gradguide.data.transforms.random_crop_position`); 0 = uniform crops.
+        lr_from: ``"image"`` (the whole image's LR, above) or ``"crop"`` (the HR patch
+            downscaled on its own, so that every patch edge is an image border as the
+            kernel sees it: :func:`gradguide.data.transforms.bicubic_lr_crop`).
 
     Items: ``(lr, hr)`` float32, ``(3, crop/scale, crop/scale)`` and ``(3, crop, crop)``.
     """
@@ -303,10 +306,14 @@ class HRFolderDataset(_SRDataset):
         quantize_lr: bool = True,
         cache: bool = False,
         border: float = 0.0,
+        lr_from: str = "image",
     ) -> None:
         self._init_common(scale, seed, cache)
         self.crop = _check_crop(crop, self.scale, "HRFolderDataset")
         self.border = float(border)
+        if lr_from not in T.LR_FROM:
+            raise DataError(f"HRFolderDataset: lr_from must be one of {', '.join(T.LR_FROM)}, got {lr_from!r}")
+        self.lr_from = lr_from
         self.augment = bool(augment)
         self.quantize_lr = bool(quantize_lr)
         self.root = root
@@ -328,7 +335,7 @@ class HRFolderDataset(_SRDataset):
         g = self.generator(index)
         s, c = self.scale, self.crop // self.scale
         top, left = T.random_crop_position(hr_full.shape[-2] // s, hr_full.shape[-1] // s, c, g, border=self.border)
-        lr, hr = T.bicubic_lr_crop(hr_full, s, top, left, c)
+        lr, hr = T.bicubic_lr_crop(hr_full, s, top, left, c, lr_from=self.lr_from)
         if self.quantize_lr:
             lr = T.quantize(lr, rec.bit_depth)
         else:

@@ -28,9 +28,14 @@ __all__ = [
     "paired_augment",
     "quantize",
     "bicubic_lr_crop",
+    "LR_FROM",
     "PairedRandomCrop",
     "PairedAugment",
 ]
+
+
+#: where a training LR patch comes from: the whole image's LR, or the HR patch alone
+LR_FROM = ("image", "crop")
 
 
 def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
@@ -147,7 +152,9 @@ def quantize(x: Tensor, bit_depth: int = 8) -> Tensor:
     return torch.floor(x.clamp(0, 1) * levels + 0.5) / levels
 
 
-def bicubic_lr_crop(hr: Tensor, scale: int, top: int, left: int, lr_crop: int, *, margin: int = 4) -> tuple[Tensor, Tensor]:
+def bicubic_lr_crop(
+    hr: Tensor, scale: int, top: int, left: int, lr_crop: int, *, margin: int = 4, lr_from: str = "image"
+) -> tuple[Tensor, Tensor]:
     """An LR patch equal to ``imresize(mod_crop(hr), 1/scale)[..., top:top+c, left:left+c]``
     computed from a small window, and its HR patch.
 
@@ -155,6 +162,12 @@ def bicubic_lr_crop(hr: Tensor, scale: int, top: int, left: int, lr_crop: int, *
     resizing the HR window grown by ``margin`` LR pixels (clipped at the image borders,
     where imresize's mirror padding then matches the full image's) gives the same LR
     values as resizing the whole image, at a fraction of the cost.
+
+    ``lr_from="crop"`` instead downscales the HR patch on its own (``imresize(hr_patch,
+    1/scale)``): every edge of the patch is then an image edge as the kernel sees it
+    (mirror padding), the case a network meets at a real image's border. With whole-image
+    LR (``"image"``) a patch edge has unseen content beyond it, which no inference border
+    has, so a network trained only on such patches learns nothing specific to borders.
 
     Args:
         hr: ``(..., H, W)`` HR image (bottom/right rows beyond a multiple of ``scale`` ignored).
@@ -169,9 +182,14 @@ def bicubic_lr_crop(hr: Tensor, scale: int, top: int, left: int, lr_crop: int, *
 
     if margin < 3:
         raise ValueError(f"bicubic_lr_crop: margin must be >= 3 LR pixels, got {margin}")
+    if lr_from not in LR_FROM:
+        raise ValueError(f"bicubic_lr_crop: lr_from must be one of {', '.join(LR_FROM)}, got {lr_from!r}")
     h, w = hr.shape[-2] // scale, hr.shape[-1] // scale
     if top < 0 or left < 0 or top + lr_crop > h or left + lr_crop > w:
         raise ValueError(f"bicubic_lr_crop: LR window {top},{left}+{lr_crop} is outside the {h}x{w} LR grid")
+    if lr_from == "crop":
+        hr_patch = hr[..., top * scale : (top + lr_crop) * scale, left * scale : (left + lr_crop) * scale]
+        return imresize(hr_patch, 1.0 / scale), hr_patch
     t0, l0 = max(0, top - margin), max(0, left - margin)
     t1, l1 = min(h, top + lr_crop + margin), min(w, left + lr_crop + margin)
     window = hr[..., t0 * scale : t1 * scale, l0 * scale : l1 * scale]

@@ -237,7 +237,8 @@ def build_train_dataset(recipe: Recipe):
         out = ds.PairedFolderDataset(d.lr, d.hr, scale, crop=d.crop, augment=d.augment, seed=d.seed, cache=d.cache,
                                      border=d.border_crops)
     else:
-        out = ds.HRFolderDataset(d.hr, scale, crop=d.crop, augment=d.augment, seed=d.seed, cache=d.cache, border=d.border_crops)
+        out = ds.HRFolderDataset(d.hr, scale, crop=d.crop, augment=d.augment, seed=d.seed, cache=d.cache, border=d.border_crops,
+                                 lr_from=d.lr_from)
     return with_degradation_keys(recipe, out)
 
 

@@ -64,6 +64,7 @@ Guidance = Literal[(*FUSIONS, "none")]  # type: ignore[valid-type]
 AmpMode = Literal["none", "bf16", "fp16"]
 #: ``data.source``
 DataSource = Literal["folder", "skimage"]
+LRFrom = Literal["image", "crop"]  # gradguide.data.transforms.LR_FROM
 #: ``val.metric`` / ``val.mode``
 ValMetric = Literal["psnr_y", "ssim_y"]
 MetricMode = Literal["max", "min"]
@@ -191,6 +192,7 @@ class DataConfig:
     seed: int = 0
     cache: bool = False  # keep decoded training images in memory (per worker): bench/loader.py
     border_crops: float = 0.0  # per axis, the chance a crop lies against an image edge (0: uniform crops)
+    lr_from: LRFrom = "image"  # "crop": each LR patch is its HR patch downscaled alone (every patch edge an image border)
 
 
 @dataclass
@@ -318,6 +320,8 @@ class Recipe:
             raise bad("data.workers", "must be >= 0")
         if not 0.0 <= d.border_crops <= 1.0:
             raise bad("data.border_crops", f"must be in [0, 1], got {d.border_crops}")
+        if d.lr_from != "image" and (d.lr or d.source != "folder"):
+            raise bad("data.lr_from", f"{d.lr_from!r} makes the LR from the HR patch: it needs an HR folder without data.lr (source 'folder')")
         if t.iterations < 1:
             raise bad("train.iterations", f"must be >= 1, got {t.iterations}")
         if t.batch_size < 1:
