@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["gradient_map", "GradientMap", "Padding", "PADDINGS"]
+__all__ = ["gradient_map", "GradientMap", "Padding", "PADDINGS", "symmetric_pad"]
 
 Padding = Literal["zeros", "replicate", "reflect", "official_loss"]
 #: ``zeros``: the official SPSR generator (``Get_gradient_nopadding``), same size out.
@@ -59,6 +59,26 @@ def gradient_map(x: Tensor, *, padding: Padding = "zeros", eps: float = 1e-6) ->
     gx = p[..., 1:-1, 2:] - p[..., 1:-1, :-2]
     gy = p[..., 2:, 1:-1] - p[..., :-2, 1:-1]
     return torch.sqrt(gx * gx + gy * gy + eps)
+
+
+def symmetric_pad(x: Tensor, pad: int) -> Tensor:
+    """Pad the last two dims of ``x`` by ``pad`` on every side with the mirror that
+    *includes* the edge pixel (numpy's ``"symmetric"``, MATLAB's ``padarray(...,
+    'symmetric')``: ``[c b a | a b c ... x y z | z y x]``).
+
+    This is the padding MATLAB's ``imresize`` assumes when it makes an LR image, so the
+    padded LR equals the LR of the mirror-extended HR image. ``torch``'s ``"reflect"``
+    (``[d c b | a b c d ...]``) leaves out the edge pixel and ``"replicate"`` repeats it.
+    ``pad`` may not exceed H or W. ``(..., H, W) -> (..., H + 2 pad, W + 2 pad)``.
+    """
+    if pad < 0:
+        raise ValueError(f"symmetric_pad: pad must be >= 0, got {pad}")
+    if pad == 0:
+        return x
+    if x.ndim < 2 or x.shape[-1] < pad or x.shape[-2] < pad:
+        raise ValueError(f"symmetric_pad: pad {pad} exceeds the input's size {tuple(x.shape[-2:])}")
+    x = torch.cat([x[..., :pad].flip(-1), x, x[..., -pad:].flip(-1)], dim=-1)
+    return torch.cat([x[..., :pad, :].flip(-2), x, x[..., -pad:, :].flip(-2)], dim=-2)
 
 
 class GradientMap(nn.Module):

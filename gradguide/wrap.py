@@ -36,7 +36,7 @@ from .layouts import convert_state_dict, load_matching
 from .nn.blocks import BlockFactory, block_factory
 from .nn.branch import GradientBranch
 from .nn.fusion import FUSIONS
-from .ops import gradient_map
+from .ops import gradient_map, symmetric_pad
 from .plugins import find_architecture, registries
 from .registry import Architecture
 from .spec import GuidanceSpec
@@ -129,10 +129,13 @@ class GuidedSR(nn.Module):
         fusion: nn.Module,
         *,
         grad_padding: str = "zeros",
+        edge_pad: int = 0,
         config: Optional[dict] = None,
         architecture: Optional[tuple[str, dict]] = None,
     ) -> None:
         super().__init__()
+        if int(edge_pad) < 0:
+            raise SpecError(f"edge_pad must be >= 0, got {edge_pad}")
         spec.validate(backbone)
         placement = getattr(fusion, "placement", None)
         if placement not in ("hr", "lr"):
@@ -148,6 +151,9 @@ class GuidedSR(nn.Module):
         self.spec = spec
         self.scale = spec.scale
         self.grad_padding = grad_padding
+        #: LR px of mirror (:func:`gradguide.ops.symmetric_pad`) added on every side of the
+        #: input before the network, and cropped off every output after it
+        self.edge_pad = int(edge_pad)
         #: how :func:`wrap` built this model (one schema: see :func:`wrap`)
         self.config: dict = dict(config or {})
         #: the registry architecture and config :func:`gradguide.save` records: a named
@@ -244,6 +250,13 @@ class GuidedSR(nn.Module):
     def forward(self, x: Tensor) -> SROutput:
         if x.ndim != 4:
             raise ValueError(f"GuidedSR expects (B, C, H, W) input, got shape {tuple(x.shape)}")
+        p = min(self.edge_pad, x.shape[-2], x.shape[-1])  # an input smaller than the pad mirrors all it has
+        if not p:
+            return self._forward(x)
+        out, ps = self._forward(symmetric_pad(x, p)), p * self.scale
+        return SROutput(out.sr[..., ps:-ps, ps:-ps], out.grad[..., ps:-ps, ps:-ps], out.lr_grad[..., p:-p, p:-p])
+
+    def _forward(self, x: Tensor) -> SROutput:
         lr_grad = gradient_map(x, padding=self.grad_padding)
         self._ctx = {"lr_grad": lr_grad}
         try:
@@ -330,6 +343,7 @@ def wrap(
     fusion_block: "str | BlockFactory | None" = None,
     upsampler: str = "nearest",
     grad_padding: str = "zeros",
+    edge_pad: int = 0,
     record_as: Optional[tuple[str, dict]] = None,
 ) -> GuidedSR:
     """Attach gradient guidance to ``model`` (modified in place; see :meth:`GuidedSR.unwrap`).
@@ -349,6 +363,10 @@ def wrap(
         upsampler: ``"nearest"`` or ``"pixelshuffle"`` for the ``"paper"`` branch's HR
             part (the ``"lr"`` branch always uses a pixel-shuffle gradient head).
         grad_padding: padding of the gradient operator M (``"zeros"`` as in SPSR).
+        edge_pad: LR px of mirror padding (:func:`gradguide.ops.symmetric_pad`, the
+            mirror MATLAB's imresize assumed when it made the LR) added around the input
+            and cropped off the outputs, so that the image's edge meets mirrored content
+            instead of the convolutions' zeros. 0 (default): none, the network as trained.
         record_as: ``(architecture, config)`` to record for :func:`gradguide.save` when this
             is a registered generator (``create_spsr`` records ``"spsr"``); default
             ``("guided", config)``, rebuilt by :func:`rebuild`.
@@ -393,7 +411,9 @@ def wrap(
         "upsampler": upsampler,
         "grad_padding": grad_padding,
     }
-    return GuidedSR(model, spec, branch, fuse, grad_padding=grad_padding, config=config, architecture=record_as)
+    if edge_pad:  # recorded only where used: every earlier checkpoint's config stays as it was
+        config["edge_pad"] = int(edge_pad)
+    return GuidedSR(model, spec, branch, fuse, grad_padding=grad_padding, edge_pad=edge_pad, config=config, architecture=record_as)
 
 
 def rebuild(**config: Any) -> GuidedSR:
@@ -424,6 +444,7 @@ def rebuild(**config: Any) -> GuidedSR:
         backbone, spec, fusion=config.get("fusion"), branch_width=config.get("branch_width"),
         branch_block=config.get("branch_block"), fusion_block=config.get("fusion_block"),
         upsampler=config.get("upsampler", "nearest"), grad_padding=config.get("grad_padding", "zeros"),
+        edge_pad=int(config.get("edge_pad", 0)),
     )
 
 

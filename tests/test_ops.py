@@ -65,3 +65,19 @@ def test_module_twin_and_errors():
     with pytest.raises(TypeError, match="floating"):
         gradient_map(torch.ones(1, 1, 3, 3, dtype=torch.int64))
     assert len(list(m.parameters())) == 0
+
+
+def test_symmetric_pad_is_numpys_symmetric_mode():
+    import numpy as np
+
+    from gradguide.ops import symmetric_pad
+
+    x = torch.rand(2, 3, 5, 7)
+    for p in (1, 3, 5):
+        ref = np.pad(x.numpy(), ((0, 0), (0, 0), (p, p), (p, p)), mode="symmetric")
+        assert np.array_equal(symmetric_pad(x, p).numpy(), ref)
+    assert symmetric_pad(x, 0) is x
+    with pytest.raises(ValueError, match="exceeds"):
+        symmetric_pad(x, 6)
+    with pytest.raises(ValueError, match=">= 0"):
+        symmetric_pad(x, -1)

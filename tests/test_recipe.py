@@ -285,3 +285,19 @@ def test_lr_from_reaches_the_dataset_and_is_checked(tmp_path):
         apply_overrides(resolve_recipe("quickstart"), ["data.lr_from=tile"]).validate()
     with pytest.raises(RecipeError, match="data.lr_from"):  # a paired LR folder has its own LR
         apply_overrides(resolve_recipe("quickstart"), [f"data.hr={hr}", f"data.lr={hr}", "data.lr_from=crop"]).validate()
+
+
+def test_edge_pad_reaches_the_generator_and_is_checked():
+    from gradguide.train.build import build_generator
+    from gradguide.train.recipe import apply_overrides, resolve_recipe
+
+    assert build_generator(resolve_recipe("default_x4")).edge_pad == resolve_recipe("default_x4").model.edge_pad
+    r = apply_overrides(resolve_recipe("quickstart"), ["model.edge_pad=2"])
+    r.validate()
+    assert build_generator(r).edge_pad == 2
+    with pytest.raises(RecipeError, match="model.edge_pad"):
+        apply_overrides(resolve_recipe("quickstart"), ["model.edge_pad=-1"]).validate()
+    with pytest.raises(RecipeError, match="model.edge_pad"):
+        apply_overrides(resolve_recipe("quickstart"), ["model.edge_pad=2", "model.guidance=none"]).validate()
+    with pytest.raises(RecipeError, match="model.edge_pad"):  # the named SPSR generator is not a wrap() model
+        build_generator(apply_overrides(resolve_recipe("spsr_x4"), ["model.edge_pad=2", "model.backbone_config.nb=1", "model.backbone_config.nf=8", "model.backbone_config.gc=4"]))

@@ -155,3 +155,40 @@ def test_efficient_fusion_cost_rrdbnet23():
     base = count_flops(m, (1, 3, 8, 8))
     lr = count_flops(wrap(m, fusion="lr"), (1, 3, 8, 8))
     assert lr / base <= 1.35, lr / base
+
+
+# ----------------------------------------------------------------------------- edge_pad
+
+
+def test_edge_pad_mirrors_the_input_and_crops_every_output(tmp_path):
+    from gradguide_backbones.rrdb import RRDBNet
+
+    from gradguide.ops import symmetric_pad
+
+    torch.manual_seed(0)
+    plain = wrap(RRDBNet(nf=8, nb=1, gc=4, scale=4), fusion="lr").eval()
+    assert "edge_pad" not in plain.config and plain.edge_pad == 0  # earlier checkpoints' configs unchanged
+    padded = wrap(RRDBNet(nf=8, nb=1, gc=4, scale=4), fusion="lr", edge_pad=3).eval()
+    padded.load_state_dict(plain.state_dict())
+    assert padded.config["edge_pad"] == 3
+    x = torch.rand(2, 3, 9, 11)
+    with torch.no_grad():
+        got, ref = padded(x), plain(symmetric_pad(x, 3))
+        assert got.sr.shape == (2, 3, 36, 44) and got.grad.shape == (2, 3, 36, 44) and got.lr_grad.shape == x.shape
+        assert torch.equal(got.sr, ref.sr[..., 12:-12, 12:-12]) and torch.equal(got.grad, ref.grad[..., 12:-12, 12:-12])
+        assert torch.equal(got.lr_grad, ref.lr_grad[..., 3:-3, 3:-3])
+        assert not torch.equal(got.sr, plain(x).sr)  # the edge sees a mirror, not zeros
+        # an input smaller than the pad mirrors all it has
+        assert padded(torch.rand(1, 3, 2, 5)).sr.shape == (1, 3, 8, 20)
+    # safetensors round trip keeps it
+    again = gradguide.load(gradguide.save(padded, tmp_path / "e.safetensors")).eval()
+    assert again.edge_pad == 3
+    with torch.no_grad():
+        assert torch.equal(again(x).sr, got.sr)
+    # every parameter still gets a gradient
+    padded.train()
+    out = padded(x)
+    (out.sr.mean() + out.grad.mean()).backward()
+    assert all(p.grad is not None for p in padded.parameters())
+    with pytest.raises(SpecError, match="edge_pad"):
+        wrap(RRDBNet(nf=8, nb=1, gc=4, scale=4), fusion="lr", edge_pad=-1)

@@ -58,7 +58,10 @@ def build_generator(recipe: Recipe) -> nn.Module:
     try:
         G = entry.build(kwargs, scale=m.scale)
         if m.guidance != "none" and entry.is_backbone:
-            G = wrap(G, fusion=m.guidance)
+            G = wrap(G, fusion=m.guidance, edge_pad=m.edge_pad)
+        elif m.edge_pad:
+            raise RecipeError(f"{recipe.source}: model.edge_pad: the generator {m.backbone!r} + {m.guidance!r} is a named "
+                              "architecture, not a gradguide.wrap model; edge_pad needs one of those")
     except ValueError as exc:
         if isinstance(exc, RecipeError):
             raise

@@ -93,6 +93,7 @@ class ModelConfig:
     backbone_config: dict = field(default_factory=dict)  # keyword arguments of that backbone's factory
     pretrained: str = ""  # path of a PSNR-oriented checkpoint loaded into the backbone
     pretrained_strict: bool = False  # refuse missing/unexpected keys instead of reporting them
+    edge_pad: int = 0  # LR px of mirror padding around the input, cropped off the outputs (wrap(edge_pad=)); 0 = none
 
     @property
     def arch(self) -> str:
@@ -314,6 +315,10 @@ class Recipe:
         scales = backbones.get(m.backbone).scales
         if scales and m.scale not in scales:
             raise bad("model.scale", f"{m.scale} is not supported by backbone {m.backbone!r} (supported: {', '.join(map(str, scales))})")
+        if m.edge_pad < 0:
+            raise bad("model.edge_pad", f"must be >= 0, got {m.edge_pad}")
+        if m.edge_pad and m.guidance == "none":
+            raise bad("model.edge_pad", "is a property of gradguide.wrap: it needs model.guidance 'paper' or 'lr'")
         if d.crop < m.scale or d.crop % m.scale:
             raise bad("data.crop", f"{d.crop} must be a positive multiple of model.scale={m.scale}")
         if d.workers < 0:
