@@ -49,3 +49,13 @@ def test_train_step_profile_splits_a_step_into_phases(capsys):
     for phase in ("G forward", "G loss", "D loss", "Adam step G", "Adam step D_I", "Adam step D_GM", "backward passes"):
         assert phase in out, phase
     assert "convolution" in out  # the operator table
+
+
+def test_edge_pad_cost_quick_prints_both_settings(capsys):
+    import edge_pad_cost
+
+    edge_pad_cost.main(["--quick", "--pad", "2"])
+    out = capsys.readouterr().out
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| 16 ") or line.startswith("| 24 ")]
+    assert len(rows) == 2 and all(float(r[1]) > 0 and float(r[2]) > 0 and float(r[3]) > 0 for r in rows)
+    assert "edge_pad 2 (s)" in out
